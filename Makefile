@@ -1,0 +1,51 @@
+# Tamiyo — the commands a user needs.  `make demo` and `make test` work on a fresh
+# machine with Python 3.11, Java 17+ and Maven (see README.md).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help venv kafka demo test test-fast lint proto bench clean
+
+help:
+	@echo "make demo       run the pipeline on a local Kafka broker and print a report"
+	@echo "make test       the whole test suite against a real local broker"
+	@echo "make test-fast  the suite without the slow learning tests"
+	@echo "make lint       ruff"
+	@echo "make proto      regenerate contracts/proto/leyline_pb2.py(i) from leyline.proto"
+	@echo "make bench      run the benchmarks (JSON to stdout)"
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+# Resolve Apache Kafka from Maven Central once (cached under ~/.cache/tamiyo).
+kafka: venv
+	$(BIN)/tamiyo broker fetch
+
+demo: kafka
+	$(BIN)/tamiyo demo
+
+test: kafka
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: kafka
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+
+proto: venv
+	$(BIN)/python -m grpc_tools.protoc -Icontracts/proto --python_out=contracts/proto \
+		--pyi_out=contracts/proto contracts/proto/leyline.proto
+
+bench: venv
+	$(BIN)/python bench/contracts.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,40 @@
+"""`tamiyo`: one command, one subcommand per service or tool."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> module in tamiyo.cli that defines `register(subparsers)`; each module
+# registers its own parser and handler so services stay independent.
+COMMANDS: dict[str, str] = {
+    "broker": "broker_cmd",
+    "topics": "topics_cmd",
+    "demo": "demo_cmd",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tamiyo",
+        description="Distributed RL (PPO, IMPALA/V-trace) over Kafka for a GNN morphogenetic controller.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS.values():
+        importlib.import_module(f"tamiyo.cli.{module}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
