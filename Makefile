@@ -45,7 +45,9 @@ proto: venv
 		--pyi_out=contracts/proto contracts/proto/leyline.proto
 
 bench: venv
+	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python bench/contracts.py
+	$(BIN)/python bench/replay.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from tamiyo.bus.admin import ensure_topics
 from tamiyo.bus.broker import DEFAULT_DATA_DIR, BrokerError, LocalBroker
 from tamiyo.bus.clients import (

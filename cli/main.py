@@ -12,6 +12,9 @@ COMMANDS: dict[str, str] = {
     "broker": "broker_cmd",
     "topics": "topics_cmd",
     "demo": "demo_cmd",
+    "actor": "actor_cmd",
+    "replay": "replay_cmd",
+    "learner": "learner_cmd",
 }
 
 

@@ -1,0 +1,71 @@
+"""`tamiyo actor`: run environments with the latest policy and publish trajectories."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from tamiyo.bus.clients import add_kafka_arguments, settings_from_args
+from tamiyo.cli.common import add_run_arguments, run_until_signalled, setup_logging, topics_from_args
+from tamiyo.producers.actor_config import OVERFLOW_POLICIES, ActorConfig
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("actor", help="step environments with the behaviour policy; publish trajectories")
+    d = ActorConfig()
+    p.add_argument("--env", default=d.env, help="host-sim | host-train | gym:<id> (e.g. gym:CartPole-v1)")
+    p.add_argument("--num-envs", type=int, default=d.num_envs)
+    p.add_argument("--unroll-length", type=int, default=d.unroll_length)
+    p.add_argument("--actor-id", default=d.actor_id)
+    p.add_argument("--controller", default=d.controller, help="policy | heuristic | random | none | tuned")
+    p.add_argument("--policy-id", default=d.policy_id)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--max-unrolls", type=int, default=None)
+    p.add_argument("--max-seconds", type=float, default=None)
+    p.add_argument(
+        "--queue-size", type=int, default=d.queue_size, help="unrolls buffered while Kafka is away"
+    )
+    p.add_argument("--overflow", choices=OVERFLOW_POLICIES, default=d.overflow)
+    p.add_argument("--telemetry-every", type=float, default=d.telemetry_every_s)
+    p.add_argument("--wait-for-policy", type=float, default=d.wait_for_policy_s)
+    p.add_argument("--device", default=d.device)
+    add_run_arguments(p)
+    add_kafka_arguments(p, bootstrap_required=True)
+    p.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    config = ActorConfig(
+        env=args.env,
+        num_envs=args.num_envs,
+        unroll_length=args.unroll_length,
+        actor_id=args.actor_id,
+        controller=args.controller,
+        seed=args.seed,
+        policy_id=args.policy_id,
+        run_id=args.run,
+        max_unrolls=args.max_unrolls,
+        max_seconds=args.max_seconds,
+        queue_size=args.queue_size,
+        overflow=args.overflow,
+        telemetry_every_s=args.telemetry_every,
+        wait_for_policy_s=args.wait_for_policy,
+        device=args.device,
+    )
+    from tamiyo.producers.actor import Actor
+
+    actor = Actor(config, settings_from_args(args), topics_from_args(args))
+    stats = run_until_signalled(coro_factory=actor.run)
+    print(
+        json.dumps(
+            {
+                "actor_id": config.actor_id,
+                "unrolls_published": stats.unrolls_published,
+                "unrolls_dropped": stats.unrolls_dropped,
+                "env_steps": stats.env_steps,
+                "episodes": stats.episodes,
+            }
+        )
+    )
+    return 0

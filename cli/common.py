@@ -1,0 +1,43 @@
+"""Helpers shared by the service subcommands: logging, signals, run topics."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from tamiyo.contracts.topics import Topics
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # aiokafka logs every transient coordinator hiccup at WARNING/ERROR; keep ours readable.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL if not verbose else logging.INFO)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", default="", help="run name: topics are tamiyo.<run>.<topic>")
+    parser.add_argument("--verbose", action="store_true")
+
+
+def topics_from_args(args: argparse.Namespace) -> Topics:
+    return Topics.for_run(args.run)
+
+
+def run_until_signalled(main: asyncio.Future | None = None, coro_factory=None) -> object:
+    """Run ``coro_factory(stop)`` with SIGINT/SIGTERM setting ``stop`` for a clean shutdown."""
+
+    async def runner() -> object:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await coro_factory(stop)
+
+    return asyncio.run(runner())

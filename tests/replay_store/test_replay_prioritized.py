@@ -1,0 +1,233 @@
+"""PrioritizedReplay: sampling distribution, IS weights, eviction order, stale updates, threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from tamiyo.replay_store.prioritized import PrioritizedReplay
+from tamiyo.replay_store.schedules import LinearBetaSchedule
+from tamiyo.replay_store.storage import ItemMeta
+
+
+def _chi_square(observed: np.ndarray, expected: np.ndarray) -> float:
+    return float(np.sum((observed - expected) ** 2 / expected))
+
+
+def _chi_square_critical(df: int, z: float) -> float:
+    """Upper critical value of chi-square(df) at the normal quantile z (Wilson-Hilferty; no scipy)."""
+    c = 2.0 / (9.0 * df)
+    return df * (1.0 - c + z * np.sqrt(c)) ** 3
+
+
+Z_1E3, Z_1E6 = 3.090, 4.753  # upper-tail normal quantiles for p = 1e-3 and 1e-6
+
+
+def _payloads(start: int, count: int) -> list[bytes]:
+    return [f"item-{i}".encode() for i in range(start, start + count)]
+
+
+def test_sampled_frequencies_match_priorities_chi_square() -> None:
+    alpha, n = 0.6, 50
+    replay = PrioritizedReplay(64, alpha=alpha, eps=0.0, seed=123)
+    priorities = np.random.default_rng(7).uniform(0.05, 10.0, n)
+    slots = replay.add(_payloads(0, n), priorities)
+    counts = np.zeros(64)
+    draws = 0
+    for _ in range(400):
+        sample = replay.sample(256)
+        np.add.at(counts, sample.indices, 1)
+        draws += 256
+    expected = priorities**alpha / np.sum(priorities**alpha) * draws
+    observed = counts[slots]
+    assert observed.sum() == draws  # nothing outside the stored slots
+    # Fixed seed: deterministic.  Stratified draws vary less than multinomial ones, so
+    # the multinomial chi-square is conservative; p = 1e-3 keeps it far from flaky while
+    # still rejecting e.g. alpha=1 (checked below).
+    assert _chi_square(observed, expected) < _chi_square_critical(n - 1, Z_1E3)
+    wrong = priorities / priorities.sum() * draws
+    assert _chi_square(observed, wrong) > _chi_square_critical(n - 1, Z_1E6)
+
+
+def test_independent_draws_through_the_tree_pass_a_calibrated_chi_square() -> None:
+    # Stratified batches are less variable than multinomial draws (p-values near 1 above);
+    # independent uniform masses make the chi-square test exactly calibrated.
+    alpha, n, draws = 0.6, 200, 200_000
+    replay = PrioritizedReplay(256, alpha=alpha, eps=0.0, seed=0)
+    priorities = np.random.default_rng(11).exponential(1.0, n) + 1e-3
+    slots = replay.add(_payloads(0, n), priorities)
+    tree = replay.tree
+    drawn = tree.find_prefix(np.random.default_rng(12).random(draws) * tree.total)
+    observed = np.bincount(drawn, minlength=256)[slots]
+    assert observed.sum() == draws
+    expected = priorities**alpha / np.sum(priorities**alpha) * draws
+    assert _chi_square(observed, expected) < _chi_square_critical(n - 1, Z_1E3)  # fixed seeds: deterministic
+
+
+def test_importance_weights_match_a_naive_computation() -> None:
+    alpha, beta, eps = 0.7, 0.5, 1e-3
+    replay = PrioritizedReplay(100, alpha=alpha, eps=eps, seed=5)
+    priorities = np.random.default_rng(8).exponential(2.0, 80)
+    slots = replay.add(_payloads(0, 80), priorities)
+    sample = replay.sample(64, beta=beta)
+    # Naive: P over all stored items, w = (N P)^-beta normalised by the largest possible weight.
+    p = (np.abs(priorities) + eps) ** alpha
+    probs = p / p.sum()
+    weight_all = (80 * probs) ** (-beta)
+    position = {int(s): i for i, s in enumerate(slots)}
+    rows = np.array([position[int(i)] for i in sample.indices])
+    np.testing.assert_allclose(sample.probabilities, probs[rows], rtol=1e-12)
+    np.testing.assert_allclose(sample.weights, weight_all[rows] / weight_all.max(), rtol=1e-6)
+    assert (sample.weights <= 1.0).all() and (sample.weights > 0).all()
+    assert [int(b.decode().split("-")[1]) for b in sample.payloads] == rows.tolist()
+
+
+def test_new_items_get_the_max_priority_seen() -> None:
+    replay = PrioritizedReplay(10, alpha=1.0, eps=0.0, seed=0)
+    replay.add(_payloads(0, 2), np.array([1.0, 5.0]))
+    [slot] = replay.add(_payloads(2, 1))
+    assert replay.tree.get(np.array([slot]))[0] == 5.0
+    replay.update_priorities(np.array([0]), np.array([9.0]))
+    [slot] = replay.add(_payloads(3, 1))
+    assert replay.tree.get(np.array([slot]))[0] == 9.0
+
+
+def test_capacity_wrap_around_evicts_oldest_first() -> None:
+    replay = PrioritizedReplay(10, seed=0)
+    added = 0
+    for size in (3, 7, 4, 1, 6, 2):
+        replay.add(_payloads(added, size), np.ones(size))
+        added += size
+    assert len(replay) == 10
+    st = replay.storage
+    stored = [p.decode() for p in st.payloads[st.slots_in_order()]]
+    assert stored == [f"item-{i}" for i in range(added - 10, added)]
+    assert st.evicted_total == added - 10
+    drawn = {p.decode() for _ in range(50) for p in replay.sample(16).payloads}
+    assert drawn <= set(stored)
+    # A batch larger than the capacity keeps only its newest items.
+    slots = replay.add(_payloads(100, 25))
+    assert (slots[:15] == -1).all() and (slots[15:] >= 0).all()
+    assert [p.decode() for p in st.payloads[st.slots_in_order()]] == [f"item-{i}" for i in range(115, 125)]
+
+
+def test_byte_budget_evicts_and_evicted_items_are_never_sampled() -> None:
+    replay = PrioritizedReplay(100, max_bytes=1000, seed=0)
+    replay.add([bytes([i]) * 300 for i in range(3)])  # 900 bytes
+    replay.add([b"\xff" * 250])  # 1150 > 1000: the oldest goes
+    assert len(replay) == 3 and replay.storage.total_bytes == 850
+    seen = {p[0] for _ in range(20) for p in replay.sample(8).payloads}
+    assert seen == {1, 2, 255}
+    assert replay.stats()["evicted_total"] == 1
+
+
+def test_stale_priority_updates_are_dropped_by_key() -> None:
+    replay = PrioritizedReplay(4, alpha=1.0, eps=0.0, seed=0)
+    replay.add(_payloads(0, 4), np.ones(4))
+    sample = replay.sample(4)
+    replay.add(_payloads(4, 2), np.full(2, 3.0))  # overwrites the two oldest slots
+    applied = replay.update_priorities(sample.indices, np.full(4, 100.0), sample.keys)
+    alive = np.isin(sample.indices, [2, 3])
+    assert applied == int(alive.sum())
+    assert replay.stale_updates == 4 - applied
+    leaves = replay.tree.get(np.arange(4))
+    assert leaves[0] == 3.0 and leaves[1] == 3.0  # the newer items kept their own priorities
+    assert (leaves[2:][np.isin([2, 3], sample.indices)] == 100.0).all()
+
+
+def test_updates_to_empty_slots_are_ignored() -> None:
+    replay = PrioritizedReplay(8, seed=0)
+    replay.add(_payloads(0, 2))
+    assert replay.update_priorities(np.array([5, 6]), np.array([1.0, 2.0])) == 0
+    assert replay.tree.get(np.array([5, 6])).tolist() == [0.0, 0.0]
+
+
+def test_bad_priorities_raise() -> None:
+    replay = PrioritizedReplay(8, seed=0)
+    with pytest.raises(ValueError):
+        replay.add(_payloads(0, 2), np.array([1.0, np.nan]))
+    replay.add(_payloads(0, 2))
+    with pytest.raises(ValueError):
+        replay.update_priorities(np.array([0]), np.array([np.inf]))
+    with pytest.raises(IndexError):
+        replay.update_priorities(np.array([8]), np.array([1.0]))
+    with pytest.raises(ValueError):
+        PrioritizedReplay(8).sample(4)  # empty
+
+
+def test_duplicate_keys_are_ignored() -> None:
+    replay = PrioritizedReplay(10, seed=0)
+    first = replay.add(_payloads(0, 3), keys=[("a", 0), ("a", 1), ("b", 0)])
+    again = replay.add(_payloads(3, 3), keys=[("a", 1), ("c", 0), ("c", 0)])
+    assert (first >= 0).all()
+    assert again[0] == -1 and again[1] >= 0 and again[2] == -1
+    assert len(replay) == 4 and replay.stats()["duplicates_total"] == 2
+
+
+def test_metadata_travels_with_samples() -> None:
+    replay = PrioritizedReplay(10, seed=0)
+    meta = ItemMeta(
+        policy_versions=[4, 5, 6], lengths=[20, 20, 7], encodings=[2, 2, 1], raw_sizes=[900, 800, 6]
+    )
+    replay.add(_payloads(0, 3), meta=meta)
+    sample = replay.sample(30)
+    columns = (sample.payloads, sample.policy_versions, sample.lengths, sample.encodings, sample.raw_sizes)
+    for payload, version, length, encoding, raw_size in zip(*columns, strict=True):
+        i = int(payload.decode().split("-")[1])
+        assert version == 4 + i and length == [20, 20, 7][i]
+        assert encoding == [2, 2, 1][i] and raw_size == [900, 800, 6][i]
+
+
+def test_beta_schedule_anneals_from_start_to_end() -> None:
+    schedule = LinearBetaSchedule(0.4, 1.0, steps=100)
+    assert schedule(0) == 0.4
+    assert schedule(50) == pytest.approx(0.7)
+    assert schedule(100) == 1.0 and schedule(10_000) == 1.0
+
+
+def test_one_writer_and_one_sampler_thread_do_not_corrupt_the_tree() -> None:
+    capacity = 2000
+    replay = PrioritizedReplay(capacity, max_bytes=capacity * 40, seed=0)
+    replay.add(_payloads(0, 64))
+    stop = time.monotonic() + 1.5
+    errors: list[BaseException] = []
+    bad_samples = 0
+
+    def writer() -> None:
+        rng, n = np.random.default_rng(1), 64
+        try:
+            while time.monotonic() < stop:
+                sizes = rng.integers(1, 80, 32)
+                replay.add([b"x" * int(s) for s in sizes], rng.exponential(1.0, 32))
+                n += 32
+        except BaseException as err:  # surfaced by the main thread
+            errors.append(err)
+
+    def sampler() -> None:
+        nonlocal bad_samples
+        rng = np.random.default_rng(2)
+        try:
+            while time.monotonic() < stop:
+                sample = replay.sample(64, beta=0.6)
+                bad_samples += int((sample.keys < 0).sum()) + sum(p is None for p in sample.payloads)
+                replay.update_priorities(sample.indices, rng.exponential(1.0, 64), sample.keys)
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=sampler)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert not errors and bad_samples == 0
+    tree, st = replay.tree, replay.storage
+    fresh = PrioritizedReplay(capacity).tree
+    fresh.rebuild(tree.leaves())
+    assert np.array_equal(tree.nodes(), fresh.nodes())
+    occupied = st.item_ids >= 0
+    leaves = tree.leaves()
+    assert (leaves[occupied] > 0).all() and (leaves[~occupied] == 0).all()
+    assert st.total_bytes == int(st.nbytes.sum()) <= capacity * 40
