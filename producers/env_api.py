@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
 from tamiyo.contracts.graph import GraphSchema, PackedGraphs
 
 

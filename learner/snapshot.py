@@ -1,0 +1,74 @@
+"""Policy snapshots: safetensors weights + a JSON config.  No pickle, no ``torch.load``.
+
+The config carries everything needed to rebuild the network (graph schema,
+model config, policy version); loading builds a fresh `TamiyoGNN` and copies
+the weights in strictly, so outputs are bit-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from tamiyo.contracts.graph import GraphSchema
+from tamiyo.learner.model import ModelConfig, TamiyoGNN
+
+FORMAT = "tamiyo-policy/1"
+
+
+@dataclass
+class Snapshot:
+    weights: bytes  # safetensors
+    config_json: str
+    version: int
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.weights).hexdigest()
+
+
+def save_snapshot(model: TamiyoGNN, version: int) -> Snapshot:
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    config = {
+        "format": FORMAT,
+        "schema": json.loads(model.schema.to_json()),
+        "model": json.loads(model.config.to_json()),
+        "version": int(version),
+    }
+    text = json.dumps(config, sort_keys=True)
+    return Snapshot(weights=st_save(state, metadata={"format": FORMAT}), config_json=text, version=int(version))
+
+
+def load_snapshot(weights: bytes, config_json: str, device: torch.device | str = "cpu") -> tuple[TamiyoGNN, int]:
+    """Rebuild the network described by ``config_json`` and load ``weights`` into it."""
+    config = json.loads(config_json)
+    if config.get("format") != FORMAT:
+        raise ValueError(f"not a {FORMAT} snapshot: {config.get('format')!r}")
+    schema = GraphSchema.from_json(json.dumps(config["schema"]))
+    model = TamiyoGNN(schema, ModelConfig.from_json(json.dumps(config["model"])))
+    model.load_state_dict(st_load(weights), strict=True)
+    return model.to(device), int(config["version"])
+
+
+def write_snapshot(snapshot: Snapshot, directory: Path | str, stem: str = "policy") -> tuple[Path, Path]:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    weights_path, config_path = directory / f"{stem}.safetensors", directory / f"{stem}.json"
+    weights_path.write_bytes(snapshot.weights)
+    config_path.write_text(snapshot.config_json)
+    return weights_path, config_path
+
+
+def read_snapshot(
+    directory: Path | str, stem: str = "policy", device: torch.device | str = "cpu"
+) -> tuple[TamiyoGNN, int]:
+    directory = Path(directory)
+    return load_snapshot(
+        (directory / f"{stem}.safetensors").read_bytes(), (directory / f"{stem}.json").read_text(), device
+    )

@@ -1,0 +1,39 @@
+"""`make_env(name, seed, **kw)`: the one place env names become env objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tamiyo.producers.env_api import Env
+from tamiyo.producers.host_env import HostConfig
+
+HOST_ENVS = ("host-train", "host-sim")
+_CONFIG_FIELDS = frozenset(HostConfig.__dataclass_fields__)
+
+
+def _host_config(kw: dict[str, Any]) -> HostConfig:
+    unknown = set(kw) - _CONFIG_FIELDS
+    if unknown:
+        raise TypeError(f"unknown host env options: {sorted(unknown)}")
+    return HostConfig(**kw)
+
+
+def make_env(name: str, seed: int = 0, **kw: Any) -> Env:
+    """``host-train`` / ``host-sim`` (kw: HostConfig fields) or ``gym:<id>`` (kw: gymnasium make kwargs).
+
+    ``seed`` fixes the stream of tasks that ``reset()`` without a seed walks through.
+    """
+    if name == "host-sim":
+        from tamiyo.producers.host_sim import make_host_sim
+
+        return make_host_sim(seed=seed, config=_host_config(kw))
+    if name == "host-train":
+        # Lazy: host-train needs torch and scikit-learn, host-sim must stay light.
+        from tamiyo.producers.host_train import make_host_train
+
+        return make_host_train(seed=seed, config=_host_config(kw))
+    if name.startswith("gym:"):
+        from tamiyo.producers.gym_env import GymGraphEnv
+
+        return GymGraphEnv(name, **kw)
+    raise ValueError(f"unknown env {name!r}; known: {', '.join(HOST_ENVS)}, gym:<id>")
