@@ -6,15 +6,16 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: help venv kafka demo test test-fast lint proto bench clean
+.PHONY: help venv kafka demo bus-demo test test-fast lint proto bench bench-pipeline clean
 
 help:
-	@echo "make demo       run the pipeline on a local Kafka broker and print a report"
+	@echo "make demo       train over a local Kafka broker (actors + replay + learner), then a report"
 	@echo "make test       the whole test suite against a real local broker"
 	@echo "make test-fast  the suite without the slow learning tests"
+	@echo "make bus-demo   one envelope of every Leyline type through the broker and back"
 	@echo "make lint       ruff"
 	@echo "make proto      regenerate contracts/proto/leyline_pb2.py(i) from leyline.proto"
-	@echo "make bench      run the benchmarks (JSON to stdout)"
+	@echo "make bench      the micro-benchmarks (JSON to stdout); make bench-pipeline: bus vs in-process"
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +29,11 @@ venv: $(BIN)/.installed
 kafka: venv
 	$(BIN)/tamiyo broker fetch
 
+# A default `tamiyo train`: local broker, actors + replay + learner, report in runs/<id>/.
 demo: kafka
+	$(BIN)/tamiyo train
+
+bus-demo: kafka
 	$(BIN)/tamiyo demo
 
 test: kafka
@@ -48,6 +53,9 @@ bench: venv
 	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python bench/contracts.py
 	$(BIN)/python bench/replay.py
+
+bench-pipeline: kafka
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

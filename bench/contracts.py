@@ -17,6 +17,7 @@ import json
 import time
 
 import numpy as np
+
 from tamiyo.contracts import codec
 from tamiyo.contracts.examples import example_unroll, seed_document_state_packet
 from tamiyo.contracts.packing import unroll_to_proto

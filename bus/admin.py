@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiokafka.admin import NewTopic
 from aiokafka.errors import for_code
+
 from tamiyo.bus.clients import KafkaSettings, make_admin
 from tamiyo.contracts.topics import TOPIC_CONFIGS, Topics
 

@@ -9,18 +9,19 @@ so `up` is idempotent and the log survives `down`/`up`.
 
 from __future__ import annotations
 
-import contextlib
+import base64
 import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from tamiyo.bus.processes import pid_alive, set_parent_death_signal, terminate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_POM = REPO_ROOT / "compose" / "kafka" / "pom.xml"
@@ -126,26 +127,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); treat it as dead.
-    try:
-        status = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-        return status != "Z"
-    except OSError:
-        return True
-
-
 def _is_our_broker(pid: int, data_dir: Path) -> bool:
     """True if ``pid`` is a running Kafka started on this data dir (guards against pid reuse)."""
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -265,9 +249,7 @@ class LocalBroker:
 
     # ------------------------------------------------------------ up / down
 
-    def up(
-        self, port: int | None = None, timeout_s: float = 90.0, die_with_parent: bool = False
-    ) -> BrokerInfo:
+    def up(self, port: int | None = None, timeout_s: float = 90.0, die_with_parent: bool = False) -> BrokerInfo:
         running = self.running_info()
         if running is not None:
             if port is not None and running.bootstrap != f"127.0.0.1:{port}":
@@ -304,8 +286,7 @@ class LocalBroker:
                     classpath,
                     "kafka.tools.StorageTool",
                     "format",
-                    "-t",
-                    cluster_id,
+                    f"--cluster-id={cluster_id}",
                     "-c",
                     str(props),
                 ],
@@ -314,12 +295,10 @@ class LocalBroker:
                 timeout=120,
             )
             if fmt.returncode != 0:
-                raise BrokerError(
-                    "formatting KRaft storage failed: " + (fmt.stderr or fmt.stdout).strip()[-300:]
-                )
+                raise BrokerError("formatting KRaft storage failed: " + (fmt.stderr or fmt.stdout).strip()[-300:])
             state["cluster_id"] = cluster_id
         out = open(self.data_dir / "broker.out", "ab")  # noqa: SIM115 - handed to the child process
-        preexec = _die_with_parent if die_with_parent else None
+        preexec = set_parent_death_signal if die_with_parent else None
         proc = subprocess.Popen(
             [*jvm, "-cp", classpath, KAFKA_MAIN, str(props)],
             stdout=out,
@@ -334,7 +313,7 @@ class LocalBroker:
         try:
             _wait_until_serving(proc, port, timeout_s, self.data_dir)
         except BrokerError:
-            _terminate(proc.pid, grace_s=5)
+            terminate(proc.pid, grace_s=5)
             raise
         return BrokerInfo(f"127.0.0.1:{port}", proc.pid, version, str(self.data_dir))
 
@@ -346,25 +325,21 @@ class LocalBroker:
         pid = int(state["pid"])
         was_running = _is_our_broker(pid, self.data_dir)
         if was_running:
-            _terminate(pid, grace_s)
+            terminate(pid, grace_s)
         state["pid"] = None
         self._save_state(state)
         return was_running
 
 
 def _kafka_cluster_id() -> str:
-    # Kafka cluster ids are 16 random bytes, URL-safe base64 without padding (22 chars).
-    import base64
+    """16 random bytes, URL-safe base64 without padding (22 chars), as Kafka's own Uuid.
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM the broker if the process that started it dies (test sessions)."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    Like Kafka, never start with '-': command-line parsers would read such an id as an option.
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def _wait_until_serving(proc: subprocess.Popen, port: int, timeout_s: float, data_dir: Path) -> None:
@@ -375,9 +350,7 @@ def _wait_until_serving(proc: subprocess.Popen, port: int, timeout_s: float, dat
         if _answers_api_versions(port):
             return
         time.sleep(0.25)
-    raise BrokerError(
-        f"Kafka did not answer on 127.0.0.1:{port} within {timeout_s:.0f}s: {_log_tail(data_dir)}"
-    )
+    raise BrokerError(f"Kafka did not answer on 127.0.0.1:{port} within {timeout_s:.0f}s: {_log_tail(data_dir)}")
 
 
 def _answers_api_versions(port: int) -> bool:
@@ -400,22 +373,3 @@ def _log_tail(data_dir: Path, lines: int = 3) -> str:
             if text:
                 return " | ".join(text[-lines:])[-500:]
     return "(no log output)"
-
-
-def _terminate(pid: int, grace_s: float) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if not _pid_alive(pid):
-            _reap(pid)
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    _reap(pid)
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)

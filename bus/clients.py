@@ -108,9 +108,7 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer
     return AIOKafkaProducer(**kw)
 
 
-def make_consumer(
-    settings: KafkaSettings, *topics: str, group_id: str | None, **overrides: Any
-) -> AIOKafkaConsumer:
+def make_consumer(settings: KafkaSettings, *topics: str, group_id: str | None, **overrides: Any) -> AIOKafkaConsumer:
     """Manual-commit consumer: services commit only after the data is safely applied."""
     kw: dict[str, Any] = {
         "group_id": group_id,

@@ -44,7 +44,5 @@ class DeadLetterSink:
             failed_at_ns=time.time_ns(),
             consumer=self.consumer_name,
         )
-        log.warning(
-            "dead-lettered %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset, reason, err
-        )
+        log.warning("dead-lettered %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset, reason, err)
         await self.producer.send_and_wait(self.topic, self.encoder.encode(letter), key=record.key)

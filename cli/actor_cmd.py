@@ -22,9 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--max-unrolls", type=int, default=None)
     p.add_argument("--max-seconds", type=float, default=None)
-    p.add_argument(
-        "--queue-size", type=int, default=d.queue_size, help="unrolls buffered while Kafka is away"
-    )
+    p.add_argument("--queue-size", type=int, default=d.queue_size, help="unrolls buffered while Kafka is away")
     p.add_argument("--overflow", choices=OVERFLOW_POLICIES, default=d.overflow)
     p.add_argument("--telemetry-every", type=float, default=d.telemetry_every_s)
     p.add_argument("--wait-for-policy", type=float, default=d.wait_for_policy_s)

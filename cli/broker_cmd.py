@@ -22,9 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         q = bsub.add_parser(name, help=helptext)
         q.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help=f"default {DEFAULT_DATA_DIR}")
         if name == "up":
-            q.add_argument(
-                "--port", type=int, default=None, help="client port (default 9092, or the last one used)"
-            )
+            q.add_argument("--port", type=int, default=None, help="client port (default 9092, or the last one used)")
             q.add_argument("--heap-mb", type=int, default=512)
             q.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for the broker")
         q.set_defaults(handler=_handle)

@@ -31,9 +31,7 @@ from tamiyo.contracts.topics import Topics
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "demo", help="push one envelope of every Leyline type through Kafka and read them back"
-    )
+    p = sub.add_parser("demo", help="push one envelope of every Leyline type through Kafka and read them back")
     add_kafka_arguments(p)
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="local broker data dir")
     p.add_argument("--port", type=int, default=None, help="local broker port")

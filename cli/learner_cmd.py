@@ -10,9 +10,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from tamiyo.bus.clients import add_kafka_arguments
     from tamiyo.cli.common import add_run_arguments
 
-    p = sub.add_parser(
-        "learner", help="PPO / IMPALA learner: batches in, priorities + snapshots + telemetry out"
-    )
+    p = sub.add_parser("learner", help="PPO / IMPALA learner: batches in, priorities + snapshots + telemetry out")
     p.add_argument("--algo", choices=("impala", "ppo"), default="impala")
     p.add_argument("--env", default="host-sim", help="the actors' env (its graph schema shapes the network)")
     p.add_argument("--policy-id", default="tamiyo")
@@ -21,9 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-dir", default=None)
     p.add_argument("--checkpoint-every", type=int, default=50)
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint-dir")
-    p.add_argument(
-        "--init-from", default=None, help="start from a policy .safetensors (phased PPO -> IMPALA)"
-    )
+    p.add_argument("--init-from", default=None, help="start from a policy .safetensors (phased PPO -> IMPALA)")
     p.add_argument("--max-updates", type=int, default=None)
     p.add_argument("--max-seconds", type=float, default=None)
     p.add_argument("--group-id", default=None)

@@ -15,6 +15,8 @@ COMMANDS: dict[str, str] = {
     "actor": "actor_cmd",
     "replay": "replay_cmd",
     "learner": "learner_cmd",
+    "eval": "eval_cmd",
+    "train": "train_cmd",
 }
 
 

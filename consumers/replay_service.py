@@ -64,7 +64,8 @@ class ReplayConfig:
     beta_end: float = 1.0
     beta_steps: int = 10_000  # batches over which beta anneals
     min_size: int | None = None  # items before the first sample (default: batch_size)
-    samples_per_insert: float | None = None  # None: only the minimum size limits sampling
+    # Replay ratio: how often each trajectory is sampled on average (None: no limit but the minimum size).
+    samples_per_insert: float | None = None
     samples_per_insert_tolerance: float = 256.0
     max_in_flight: int = 2  # batches published and not yet acknowledged by the learner
     ack_timeout_s: float = 120.0  # an unacknowledged batch stops counting after this long
@@ -105,9 +106,7 @@ class ReplayService:
         if config.samples_per_insert is None:
             self.limiter = RateLimiter.min_size(min_size)
         else:
-            tolerance = max(
-                config.samples_per_insert_tolerance, config.samples_per_insert * config.batch_size
-            )
+            tolerance = max(config.samples_per_insert_tolerance, config.samples_per_insert * config.batch_size)
             self.limiter = RateLimiter(min_size, config.samples_per_insert, tolerance)
         self.beta = LinearBetaSchedule(config.beta_start, config.beta_end, config.beta_steps)
         self.store: PrioritizedReplay | OnPolicyFifo
@@ -173,9 +172,7 @@ class ReplayService:
 
     async def _consume_trajectories(self) -> None:
         # Back-pressure: when the learner is behind, stop taking trajectories (Kafka keeps them).
-        if not self.limiter.can_insert(1) or (
-            isinstance(self.store, OnPolicyFifo) and not self.store.can_insert(1)
-        ):
+        if not self.limiter.can_insert(1) or (isinstance(self.store, OnPolicyFifo) and not self.store.can_insert(1)):
             await asyncio.sleep(0.01)
             return
         batch = await self.trajectories.getmany(timeout_ms=50, max_records=512)
@@ -244,7 +241,7 @@ class ReplayService:
     async def _publish_batches(self) -> None:
         cfg = self.config
         self._expire_outstanding()
-        while len(self._outstanding) < cfg.max_in_flight and self.limiter.can_sample(1):
+        while len(self._outstanding) < cfg.max_in_flight and self.limiter.can_sample(cfg.batch_size):
             if isinstance(self.store, PrioritizedReplay):
                 if len(self.store) < (cfg.min_size or cfg.batch_size):
                     return
@@ -290,10 +287,8 @@ class ReplayService:
                 created_at_ns=time.time_ns(),
                 replay_id=cfg.replay_id,
             )
-            await self.producer.send_and_wait(
-                self.topics.batches, self.encoder.encode(msg), key=cfg.replay_id.encode()
-            )
-            self.limiter.record_sample(1)
+            await self.producer.send_and_wait(self.topics.batches, self.encoder.encode(msg), key=cfg.replay_id.encode())
+            self.limiter.record_sample(len(items))
             self._outstanding[batch_id] = time.monotonic()
             self.stats.batches_published += 1
 

@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import zstandard
 from google.protobuf.message import DecodeError, Message
+
 from tamiyo.contracts.errors import (
     InvalidFieldError,
     LeylineError,
@@ -99,9 +100,7 @@ def compress(data: bytes, level: int = DEFAULT_LIMITS.zstd_level) -> bytes:
     return _compressor(level).compress(data)
 
 
-def decode_payload_bytes(
-    data: bytes, encoding: int, declared_size: int, limits: CodecLimits = DEFAULT_LIMITS
-) -> bytes:
+def decode_payload_bytes(data: bytes, encoding: int, declared_size: int, limits: CodecLimits = DEFAULT_LIMITS) -> bytes:
     """Undo a content encoding with the bomb and size checks; returns the raw payload bytes."""
     if declared_size > limits.max_payload_bytes:
         raise OversizeError(f"declared payload size {declared_size} exceeds cap {limits.max_payload_bytes}")
@@ -233,9 +232,7 @@ def parse_envelope(data: bytes, limits: CodecLimits = DEFAULT_LIMITS) -> pb.Even
     if not env.event_id or not env.payload_type or env.schema_version == 0:
         raise MalformedRecordError("envelope lacks event_id, payload_type or schema_version")
     if env.schema_version not in COMPATIBLE_SCHEMA_VERSIONS:
-        raise SchemaVersionError(
-            f"schema version {env.schema_version} not in {sorted(COMPATIBLE_SCHEMA_VERSIONS)}"
-        )
+        raise SchemaVersionError(f"schema version {env.schema_version} not in {sorted(COMPATIBLE_SCHEMA_VERSIONS)}")
     if env.payload_type not in PAYLOAD_TYPES:
         raise UnknownPayloadTypeError(f"unknown payload type {env.payload_type!r}")
     return env

@@ -6,6 +6,7 @@ import hashlib
 import time
 
 import numpy as np
+
 from tamiyo.contracts.graph import ActionHead, GraphSchema, NodeType, PackedGraphs, Relation, single_graph
 from tamiyo.contracts.packing import graphs_to_proto, unroll_to_proto
 from tamiyo.contracts.proto import leyline_pb2 as pb
@@ -41,16 +42,12 @@ def seed_document_state_packet() -> pb.SystemStatePacket:
             "learning_rate": 3e-4,
             "batch_size": 64.0,
         },
-        hardware_context=pb.HardwareContext(
-            device_type="cuda", total_memory_gb=40.0, available_memory_gb=35.2
-        ),
+        hardware_context=pb.HardwareContext(device_type="cuda", total_memory_gb=40.0, available_memory_gb=35.2),
         timestamp_ns=time.time_ns(),
     )
 
 
-def example_graph(
-    rng: np.random.Generator, schema: GraphSchema = EXAMPLE_SCHEMA, layers: int = 4
-) -> PackedGraphs:
+def example_graph(rng: np.random.Generator, schema: GraphSchema = EXAMPLE_SCHEMA, layers: int = 4) -> PackedGraphs:
     counts = {
         "global": 1,
         "layer": layers,
@@ -58,8 +55,7 @@ def example_graph(
         "blueprint": schema.action_heads[2].size,
     }
     feats = {
-        nt.name: rng.standard_normal((counts[nt.name], nt.num_features)).astype(np.float32)
-        for nt in schema.node_types
+        nt.name: rng.standard_normal((counts[nt.name], nt.num_features)).astype(np.float32) for nt in schema.node_types
     }
     edges = {
         ("layer", "next", "layer"): np.array([np.arange(layers - 1), np.arange(1, layers)]),
@@ -130,11 +126,7 @@ def example_payloads(rng: np.random.Generator) -> list:
         unroll_to_proto(example_unroll(rng, truncate_at=5), EXAMPLE_SCHEMA.name),
         pb.SampledBatch(
             batch_id=9,
-            items=[
-                pb.SampledItem(
-                    index=3, key=1, weight=0.5, encoding=pb.CONTENT_ENCODING_IDENTITY, trajectory=b"x"
-                )
-            ],
+            items=[pb.SampledItem(index=3, key=1, weight=0.5, encoding=pb.CONTENT_ENCODING_IDENTITY, trajectory=b"x")],
         ),
         pb.PriorityUpdate(batch_id=9, indices=[3, 4], keys=[1, 1], priorities=[0.3, 1.2], learner_step=10),
         pb.PolicySnapshot(
@@ -145,7 +137,5 @@ def example_payloads(rng: np.random.Generator) -> list:
             sha256=hashlib.sha256(weights).digest(),
             signature=bytes(32),
         ),
-        pb.DeadLetter(
-            source_topic="t", partition=0, offset=5, reason="MalformedRecordError", original_value=b"\x00"
-        ),
+        pb.DeadLetter(source_topic="t", partition=0, offset=5, reason="MalformedRecordError", original_value=b"\x00"),
     ]

@@ -180,13 +180,9 @@ class PackedGraphs:
             raise ValueError("nothing to concatenate")
         first = parts[0]
         return PackedGraphs(
-            node_features={
-                k: np.concatenate([p.node_features[k] for p in parts]) for k in first.node_features
-            },
+            node_features={k: np.concatenate([p.node_features[k] for p in parts]) for k in first.node_features},
             node_counts={k: np.concatenate([p.node_counts[k] for p in parts]) for k in first.node_counts},
-            edge_index={
-                k: np.concatenate([p.edge_index[k] for p in parts], axis=1) for k in first.edge_index
-            },
+            edge_index={k: np.concatenate([p.edge_index[k] for p in parts], axis=1) for k in first.edge_index},
             edge_counts={k: np.concatenate([p.edge_counts[k] for p in parts]) for k in first.edge_counts},
         )
 
@@ -198,9 +194,7 @@ class PackedGraphs:
                 k: self.node_features[k][_rows_of(self.node_counts[k], graph_ids)] for k in self.node_features
             },
             node_counts={k: self.node_counts[k][graph_ids] for k in self.node_counts},
-            edge_index={
-                k: self.edge_index[k][:, _rows_of(self.edge_counts[k], graph_ids)] for k in self.edge_index
-            },
+            edge_index={k: self.edge_index[k][:, _rows_of(self.edge_counts[k], graph_ids)] for k in self.edge_index},
             edge_counts={k: self.edge_counts[k][graph_ids] for k in self.edge_counts},
         )
 
@@ -229,7 +223,5 @@ def single_graph(node_features: dict[str, np.ndarray], edges: dict[RelationKey, 
         node_features={k: np.ascontiguousarray(v, dtype=np.float32) for k, v in node_features.items()},
         node_counts={k: np.array([v.shape[0]], dtype=np.int32) for k, v in node_features.items()},
         edge_index={k: np.ascontiguousarray(v, dtype=np.int32).reshape(2, -1) for k, v in edges.items()},
-        edge_counts={
-            k: np.array([np.asarray(v).reshape(2, -1).shape[1]], dtype=np.int32) for k, v in edges.items()
-        },
+        edge_counts={k: np.array([np.asarray(v).reshape(2, -1).shape[1]], dtype=np.int32) for k, v in edges.items()},
     )

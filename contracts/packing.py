@@ -10,6 +10,7 @@ the wrong shape.
 from __future__ import annotations
 
 import numpy as np
+
 from tamiyo.contracts.codec import register_validator
 from tamiyo.contracts.errors import InvalidFieldError, NonFiniteError
 from tamiyo.contracts.graph import PackedGraphs

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from tamiyo.contracts.graph import GraphSchema, PackedGraphs
 
 

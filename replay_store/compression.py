@@ -24,9 +24,7 @@ def train_dictionary(samples: Sequence[bytes], dict_size: int = 16_384) -> bytes
 
 
 class PayloadCompressor:
-    def __init__(
-        self, level: int = 3, dictionary: bytes | None = None, max_output_bytes: int = 64 << 20
-    ) -> None:
+    def __init__(self, level: int = 3, dictionary: bytes | None = None, max_output_bytes: int = 64 << 20) -> None:
         self.level = level
         self.dictionary = dictionary
         self.max_output_bytes = max_output_bytes

@@ -146,9 +146,7 @@ def trajectory_bytes(unroll: Unroll) -> bytes:
     return unroll_to_proto(unroll, host_like_schema().name).SerializeToString()
 
 
-def compressed_payloads(
-    count: int, seed: int = 0, length: int = 20, level: int = 3
-) -> tuple[list[bytes], list[bytes]]:
+def compressed_payloads(count: int, seed: int = 0, length: int = 20, level: int = 3) -> tuple[list[bytes], list[bytes]]:
     """``count`` distinct unrolls as (raw serialised, zstd-compressed) payload lists."""
     rng = np.random.default_rng(seed)
     raw = [trajectory_bytes(host_like_unroll(rng, length, f"actor-{i % 8}", i // 8)) for i in range(count)]

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tamiyo.bus.broker import BrokerInfo, LocalBroker, free_port
 from tamiyo.bus.clients import KafkaSettings
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tamiyo.bus.broker import free_port
 
 pytestmark = pytest.mark.broker

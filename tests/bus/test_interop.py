@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from tamiyo.bus.admin import ensure_topics
 from tamiyo.bus.clients import make_producer
 from tamiyo.contracts.codec import EnvelopeEncoder
@@ -47,9 +48,7 @@ async def test_kcat_reads_and_protoc_decodes_a_tamiyo_record(kafka_settings, run
     producer = make_producer(kafka_settings)
     await producer.start()
     try:
-        await producer.send_and_wait(
-            topics.state, EnvelopeEncoder("interop").encode(seed_document_state_packet())
-        )
+        await producer.send_and_wait(topics.state, EnvelopeEncoder("interop").encode(seed_document_state_packet()))
     finally:
         await producer.stop()
 

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+
 from tamiyo.bus.admin import ensure_topics
 from tamiyo.bus.clients import make_consumer, make_producer
 from tamiyo.contracts.codec import EnvelopeEncoder, decode_envelope
@@ -33,9 +34,7 @@ async def test_thousand_mixed_envelopes_round_trip(kafka_settings, run_name):
         for i, msg in enumerate(sent):
             actor = i % 3
             futures.append(
-                await producer.send(
-                    topics.trajectories, encoders[actor].encode(msg), key=f"actor-{actor}".encode()
-                )
+                await producer.send(topics.trajectories, encoders[actor].encode(msg), key=f"actor-{actor}".encode())
             )
         await asyncio.gather(*futures)
     finally:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import zstandard
+
 from tamiyo.contracts import codec, errors
 from tamiyo.contracts.examples import example_payloads, seed_document_state_packet
 from tamiyo.contracts.proto import leyline_pb2 as pb
 
 
 def _env(payload, **kw) -> bytes:
-    return codec.encode_envelope(
-        payload, source="test", producer_id="p-1", sequence=kw.pop("sequence", 0), **kw
-    )
+    return codec.encode_envelope(payload, source="test", producer_id="p-1", sequence=kw.pop("sequence", 0), **kw)
 
 
 def test_every_payload_type_round_trips():

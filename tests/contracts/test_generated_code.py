@@ -23,6 +23,4 @@ def test_generated_code_is_up_to_date(tmp_path):
         check=True,
     )
     for name in ("leyline_pb2.py", "leyline_pb2.pyi"):
-        assert (tmp_path / name).read_text() == (PROTO_DIR / name).read_text(), (
-            f"{name} is stale: run `make proto`"
-        )
+        assert (tmp_path / name).read_text() == (PROTO_DIR / name).read_text(), f"{name} is stale: run `make proto`"

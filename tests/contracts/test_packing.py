@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from tamiyo.contracts import codec, errors
 from tamiyo.contracts.examples import EXAMPLE_SCHEMA, example_graph, example_unroll
 from tamiyo.contracts.graph import PackedGraphs
@@ -36,9 +37,7 @@ def test_unroll_round_trips_exactly_through_an_envelope(truncate_at):
     rng = np.random.default_rng(1)
     u = example_unroll(rng, truncate_at=truncate_at)
     u.validate(EXAMPLE_SCHEMA)
-    data = codec.encode_envelope(
-        unroll_to_proto(u, EXAMPLE_SCHEMA.name), source="t", producer_id="a", sequence=3
-    )
+    data = codec.encode_envelope(unroll_to_proto(u, EXAMPLE_SCHEMA.name), source="t", producer_id="a", sequence=3)
     back = unroll_from_proto(codec.decode_envelope(data).payload)
     back.validate(EXAMPLE_SCHEMA)
     _assert_unrolls_equal(u, back)

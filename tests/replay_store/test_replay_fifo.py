@@ -13,9 +13,7 @@ from tamiyo.replay_store.storage import ItemMeta
 
 def _put(fifo: OnPolicyFifo, producer: str, sequences: range, version: int) -> np.ndarray:
     payloads = [f"{producer}:{s}".encode() for s in sequences]
-    meta = ItemMeta(
-        producer_ids=[producer] * len(payloads), sequences=list(sequences), policy_versions=version
-    )
+    meta = ItemMeta(producer_ids=[producer] * len(payloads), sequences=list(sequences), policy_versions=version)
     return fifo.put(payloads, meta)
 
 

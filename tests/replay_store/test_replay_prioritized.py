@@ -169,9 +169,7 @@ def test_duplicate_keys_are_ignored() -> None:
 
 def test_metadata_travels_with_samples() -> None:
     replay = PrioritizedReplay(10, seed=0)
-    meta = ItemMeta(
-        policy_versions=[4, 5, 6], lengths=[20, 20, 7], encodings=[2, 2, 1], raw_sizes=[900, 800, 6]
-    )
+    meta = ItemMeta(policy_versions=[4, 5, 6], lengths=[20, 20, 7], encodings=[2, 2, 1], raw_sizes=[900, 800, 6])
     replay.add(_payloads(0, 3), meta=meta)
     sample = replay.sample(30)
     columns = (sample.payloads, sample.policy_versions, sample.lengths, sample.encodings, sample.raw_sizes)

@@ -71,9 +71,7 @@ def test_duplicates_are_ignored_within_a_batch_and_against_stored_items() -> Non
 def test_metadata_columns_are_stored_per_item() -> None:
     clock = iter([100.0, 200.0])
     st = TrajectoryStorage(10, clock=lambda: next(clock))
-    st.put(
-        [b"a", b"b"], ItemMeta(producer_ids=["p", "q"], sequences=[3, 4], policy_versions=[7, 8], lengths=5)
-    )
+    st.put([b"a", b"b"], ItemMeta(producer_ids=["p", "q"], sequences=[3, 4], policy_versions=[7, 8], lengths=5))
     st.put([b"c"], ItemMeta(policy_versions=[9]))
     order = st.slots_in_order()
     assert st.sequences[order].tolist() == [3, 4, -1]

@@ -32,9 +32,7 @@ async def test_replay_dedups_deadletters_and_respects_in_flight_limit(kafka_sett
     garbage = [b"", b"\x00garbage", good[0][:50], b"\xff" * 300]
     bad_version = pb.EventEnvelope.FromString(good[1])
     bad_version.schema_version = 9
-    await produce(
-        kafka_settings, topics.trajectories, [*good, *good[:5], *garbage, bad_version.SerializeToString()]
-    )
+    await produce(kafka_settings, topics.trajectories, [*good, *good[:5], *garbage, bad_version.SerializeToString()])
 
     cfg = ReplayConfig(batch_size=8, max_in_flight=2, run_id=run_name, telemetry_every_s=0.5, capacity=1000)
     service = ReplayService(cfg, kafka_settings, topics)
@@ -97,27 +95,21 @@ async def test_fifo_mode_delivers_each_item_once_and_drops_stale(kafka_settings,
         # The learner announces policy version 10 (priorities are read from "latest": repeat until seen).
         announce = EnvelopeEncoder("learner")
         for _ in range(100):
-            await produce(
-                kafka_settings, topics.priorities, [announce.encode(pb.PriorityUpdate(learner_step=10))]
-            )
+            await produce(kafka_settings, topics.priorities, [announce.encode(pb.PriorityUpdate(learner_step=10))])
             if service.policy_version == 10:
                 break
             await asyncio.sleep(0.2)
         assert service.policy_version == 10
         # Items from version 0 are beyond the lag of 2 and must be dropped, not delivered.
         await produce(kafka_settings, topics.trajectories, trajectory_records(6, "old:1", seed=3, version=0))
-        await produce(
-            kafka_settings, topics.trajectories, trajectory_records(12, "new:1", seed=4, version=10)
-        )
+        await produce(kafka_settings, topics.trajectories, trajectory_records(12, "new:1", seed=4, version=10))
         await wait_until(lambda: service.stats.consumed == 18, what="all consumed")
         await wait_until(lambda: service.store.stats()["delivered_total"] == 12, what="two deliveries")
         assert service.store.stats()["dropped_stale_total"] == 6
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)
-    batches = [
-        decode_envelope(r.value).payload for r in await read(kafka_settings, topics.batches, 2, timeout_s=5)
-    ]
+    batches = [decode_envelope(r.value).payload for r in await read(kafka_settings, topics.batches, 2, timeout_s=5)]
     items = [it for b in batches for it in b.items]
     assert len(items) == 12 and len({it.key for it in items}) == 12  # each item exactly once
     for it in items:
@@ -135,9 +127,7 @@ async def _committed(settings, group: str, topic: str) -> int:
     return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
 
 
-async def test_replay_survives_kill_9_without_losing_committed_trajectories(
-    kafka_settings, run_name, tmp_path
-):
+async def test_replay_survives_kill_9_without_losing_committed_trajectories(kafka_settings, run_name, tmp_path):
     topics = Topics.for_run(run_name)
     await ensure_topics(kafka_settings, topics)
     snapshot = tmp_path / "replay.npz"
@@ -188,6 +178,4 @@ async def test_replay_survives_kill_9_without_losing_committed_trajectories(
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
-    assert (
-        json.loads(out.decode().strip().splitlines()[-1])["inserted"] == 10
-    )  # the 30 came from the snapshot
+    assert json.loads(out.decode().strip().splitlines()[-1])["inserted"] == 10  # the 30 came from the snapshot

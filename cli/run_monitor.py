@@ -1,0 +1,103 @@
+"""Follow a run's `telemetry` topic: progress for the operator, metrics.jsonl for the report."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from aiokafka import TopicPartition
+
+from tamiyo.bus.clients import KafkaSettings, make_consumer
+from tamiyo.contracts.codec import decode_envelope
+from tamiyo.contracts.errors import LeylineError
+from tamiyo.contracts.proto import leyline_pb2 as pb
+
+
+@dataclass
+class RunProgress:
+    started: float = field(default_factory=time.monotonic)
+    learner: dict[str, float] = field(default_factory=dict)
+    replay: dict[str, float] = field(default_factory=dict)
+    actors: dict[str, dict[str, float]] = field(default_factory=dict)
+    packets: int = 0
+
+    @property
+    def updates(self) -> int:
+        return int(self.learner.get("updates", 0))
+
+    @property
+    def frames(self) -> int:
+        return int(sum(a.get("env_steps", 0) for a in self.actors.values()))
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def recent_return(self) -> float | None:
+        values = [a["episode_return_mean"] for a in self.actors.values() if "episode_return_mean" in a]
+        return sum(values) / len(values) if values else None
+
+
+class RunMonitor:
+    """Reads every telemetry packet of the run (from the start of the topic) and appends it to a JSONL file."""
+
+    def __init__(self, settings: KafkaSettings, topic: str, metrics_path: Path) -> None:
+        self.settings = settings.with_client_id("tamiyo-train-monitor")
+        self.topic = topic
+        self.metrics_path = metrics_path
+        self.progress = RunProgress()
+        self._consumer = None
+        self._out: IO[str] | None = None
+
+    async def start(self) -> None:
+        self._consumer = make_consumer(self.settings, group_id=None)
+        await self._consumer.start()
+        tp = TopicPartition(self.topic, 0)
+        self._consumer.assign([tp])
+        await self._consumer.seek_to_beginning(tp)
+        self._out = self.metrics_path.open("a")
+
+    async def poll(self, timeout_ms: int = 200) -> None:
+        assert self._consumer is not None and self._out is not None
+        batch = await self._consumer.getmany(timeout_ms=timeout_ms)
+        for records in batch.values():
+            for rec in records:
+                try:
+                    packet = decode_envelope(rec.value, expect=pb.TelemetryPacket).payload
+                except LeylineError:
+                    continue
+                self._apply(packet)
+        self._out.flush()
+
+    def _apply(self, packet: pb.TelemetryPacket) -> None:
+        metrics = {m.name: m.value for m in packet.metrics if not m.labels or "algo" in m.labels}
+        self.progress.packets += 1
+        if packet.source == "learner":
+            self.progress.learner = metrics
+        elif packet.source.startswith("replay/"):
+            self.progress.replay = metrics
+        elif packet.source.startswith("actor/"):
+            self.progress.actors[packet.source] = metrics
+        line = {
+            "t": round(self.progress.elapsed_s, 3),
+            "timestamp_ns": packet.timestamp_ns,
+            "source": packet.source,
+            "metrics": metrics,
+            "events": [e.name for e in packet.events],
+        }
+        assert self._out is not None
+        self._out.write(json.dumps(line) + "\n")
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._out is not None:
+            self._out.close()

@@ -1,0 +1,142 @@
+"""The learner service against the real broker: trains, acks with priorities, signs snapshots,
+dead-letters bad batches, withholds snapshots after non-finite updates, and resumes exactly."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+import torch
+
+from tamiyo.bus.admin import ensure_topics
+from tamiyo.contracts.codec import EnvelopeEncoder, decode_envelope, encode_payload_bytes
+from tamiyo.contracts.packing import unroll_to_proto
+from tamiyo.contracts.proto import leyline_pb2 as pb
+from tamiyo.contracts.signing import DEV_KEY, verify_snapshot
+from tamiyo.contracts.topics import Topics
+from tamiyo.learner.checkpoint import load_checkpoint
+from tamiyo.learner.model import ModelConfig, TamiyoGNN
+from tamiyo.learner.policy import ModelPolicy
+from tamiyo.learner.service import LearnerConfig, LearnerService
+from tamiyo.producers.envs import make_env
+from tamiyo.producers.rollout import RolloutCollector
+
+from .helpers import produce, read
+
+pytestmark = pytest.mark.broker
+ENV = "gym:CartPole-v1"
+
+
+def _batches(count: int, batch_id0: int = 1, reward_scale: float = 1.0) -> list[bytes]:
+    envs = [make_env(ENV) for _ in range(4)]
+    torch.manual_seed(1)
+    policy = ModelPolicy(TamiyoGNN(envs[0].schema, ModelConfig(hidden=16)))
+    collector = RolloutCollector(envs, policy, 10, seed=3, actor_id="a", env_id=ENV)
+    enc = EnvelopeEncoder("replay/test")
+    out = []
+    for b in range(count):
+        items = []
+        for i, u in enumerate(collector.collect()):
+            u.rewards = (u.rewards * reward_scale).astype(np.float32)
+            raw = unroll_to_proto(u, "gym").SerializeToString()
+            encoding, body = encode_payload_bytes(raw)
+            items.append(
+                pb.SampledItem(
+                    index=b * 4 + i,
+                    key=7,
+                    weight=0.5 + 0.1 * i,
+                    encoding=encoding,
+                    uncompressed_size=len(raw),
+                    trajectory=body,
+                )
+            )
+        out.append(enc.encode(pb.SampledBatch(batch_id=batch_id0 + b, items=items, buffer_size=100)))
+    return out
+
+
+def _config(run_name: str, tmp_path, **kw) -> LearnerConfig:
+    return LearnerConfig(
+        algo="impala",
+        env=ENV,
+        run_id=run_name,
+        checkpoint_dir=str(tmp_path / "ckpt"),
+        checkpoint_every=2,
+        model=ModelConfig(hidden=16),
+        **kw,
+    )
+
+
+async def test_learner_trains_acks_snapshots_deadletters_and_resumes(kafka_settings, run_name, tmp_path):
+    topics = Topics.for_run(run_name)
+    await ensure_topics(kafka_settings, topics)
+    await produce(kafka_settings, topics.batches, [*_batches(2)[:1], b"not a batch", *_batches(3)[1:]])
+
+    service = LearnerService(_config(run_name, tmp_path, max_updates=3), kafka_settings, topics)
+    result = await asyncio.wait_for(service.run(), timeout=120)
+    assert result["updates"] == 3 and result["version"] == 3
+
+    acks = [
+        decode_envelope(r.value, expect=pb.PriorityUpdate).payload
+        for r in await read(kafka_settings, topics.priorities, 4)
+    ]
+    real = [a for a in acks if a.batch_id]
+    assert [a.batch_id for a in real] == [1, 2, 3]
+    for a in real:
+        assert len(a.indices) == len(a.keys) == len(a.priorities) == 4
+        assert all(p > 0 and np.isfinite(p) for p in a.priorities)
+    assert [a.learner_step for a in real] == [1, 2, 3]
+
+    snaps = [
+        decode_envelope(r.value, expect=pb.PolicySnapshot).payload for r in await read(kafka_settings, topics.policy, 4)
+    ]
+    assert [s.version for s in snaps] == [0, 1, 2, 3]
+    for s in snaps:
+        verify_snapshot(s, DEV_KEY)
+        assert s.policy_id == "tamiyo" and s.algo == "impala"
+
+    letters = [decode_envelope(r.value).payload for r in await read(kafka_settings, topics.deadletter, 1)]
+    assert len(letters) == 1 and letters[0].reason == "MalformedRecordError"
+
+    telemetry = [decode_envelope(r.value).payload for r in await read(kafka_settings, topics.telemetry, 3)]
+    names = {m.name for t in telemetry for m in t.metrics}
+    assert {
+        "rho_mean",
+        "c_mean",
+        "is_weight_mean",
+        "policy_lag_mean",
+        "samples_per_s",
+        "buffer_size",
+        "entropy",
+    } <= names
+
+    # Resume: the same weights, optimizer state and counters as at the end of the run.
+    _, counters = load_checkpoint(tmp_path / "ckpt")
+    assert counters == {"updates": 3, "version": 3, "env_steps": 120}
+    resumed = LearnerService(_config(run_name, tmp_path, resume=True), kafka_settings, topics)
+    assert resumed.version == 3 and resumed.updates == 3
+    for a, b in zip(resumed.model.parameters(), service.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    sa, sb = resumed.learner.optimizer.state_dict(), service.learner.optimizer.state_dict()
+    assert sa["param_groups"] == sb["param_groups"]
+    for pid, st in sb["state"].items():
+        for k, v in st.items():
+            assert torch.equal(torch.as_tensor(sa["state"][pid][k]), torch.as_tensor(v))
+
+
+async def test_non_finite_update_never_produces_a_snapshot(kafka_settings, run_name, tmp_path):
+    topics = Topics.for_run(run_name)
+    await ensure_topics(kafka_settings, topics)
+    # Finite float32 rewards so large that the loss overflows: the step must be refused.
+    await produce(kafka_settings, topics.batches, _batches(1, reward_scale=3e38))
+    service = LearnerService(_config(run_name, tmp_path, max_seconds=15), kafka_settings, topics)
+    before = [p.detach().clone() for p in service.model.parameters()]
+    task = asyncio.create_task(service.run())
+    acks = await read(kafka_settings, topics.priorities, 2, timeout_s=60)
+    await asyncio.wait_for(task, timeout=60)
+    assert len(acks) == 2  # the announcement and the ack of the refused batch
+    assert service.updates == 0 and service.learner.breaker.total_failures == 1
+    for a, b in zip(before, service.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    snaps = [decode_envelope(r.value).payload for r in await read(kafka_settings, topics.policy, 2, timeout_s=3)]
+    assert [s.version for s in snaps] == [0]  # only the initial policy
