@@ -53,6 +53,8 @@ bench: venv
 	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python bench/contracts.py
 	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/learner.py
+	$(BIN)/python bench/envs.py
 
 bench-pipeline: kafka
 	$(BIN)/python bench/pipeline.py

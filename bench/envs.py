@@ -2,9 +2,10 @@
 
     python bench/envs.py [--sim-steps N] [--train-steps N]
 
-Each measurement is a function returning a dict of keys; `main` merges them,
-so further measurements (e.g. the actor's trajectories/s and MB/s) are one
-more entry in MEASUREMENTS.  Rates are given per wall second and per CPU
+Each measurement is a function returning a dict of keys; `main` merges them.
+The actor measurement starts a local Kafka broker and runs one actor (8
+host-sim envs, unrolls of 20) for ``--actor-seconds``, once acting with a
+fresh TamiyoGNN policy (the real path) and once with the `random` baseline.  Rates are given per wall second and per CPU
 second of this process (the latter is steadier on a shared machine).
 """
 
@@ -85,13 +86,85 @@ def measure_host_train(args: argparse.Namespace) -> dict[str, float]:
     return {"host_train_steps_per_s": wall, "host_train_steps_per_cpu_s": cpu, "host_train_ms_per_step": ms}
 
 
-MEASUREMENTS: list[Callable[[argparse.Namespace], dict[str, float]]] = [measure_host_sim, measure_host_train]
+async def _actor_run(controller: str, args: argparse.Namespace, bootstrap: str, run: str) -> dict[str, float]:
+    """One actor process's worth of work against a real broker: trajectories/s and MB/s on the bus."""
+    import torch  # only the actor measurement needs torch
+
+    from tamiyo.bus.admin import ensure_topics
+    from tamiyo.bus.clients import KafkaSettings, make_consumer, make_producer
+    from tamiyo.contracts.codec import EnvelopeEncoder
+    from tamiyo.contracts.signing import policy_key
+    from tamiyo.contracts.topics import Topics
+    from tamiyo.learner.model import TamiyoGNN
+    from tamiyo.learner.snapshot_signing import signed_snapshot
+    from tamiyo.producers.actor import Actor, ActorConfig
+
+    settings, topics = KafkaSettings(bootstrap), Topics.for_run(run)
+    await ensure_topics(settings, topics)
+    if controller == "policy":  # the learned-policy path: a signed snapshot of a fresh network
+        torch.manual_seed(0)
+        model = TamiyoGNN(make_env("host-sim").schema)
+        producer = make_producer(settings)
+        await producer.start()
+        snap = signed_snapshot(model, version=1, policy_id="tamiyo", key=policy_key())
+        await producer.send_and_wait(topics.policy, EnvelopeEncoder("bench").encode(snap), key=b"tamiyo")
+        await producer.stop()
+    config = ActorConfig(env="host-sim", num_envs=args.actor_envs, unroll_length=20, controller=controller,
+                         max_seconds=args.actor_seconds, telemetry_every_s=3600)  # fmt: skip
+    actor = Actor(config, settings, topics)
+    start = time.perf_counter()
+    stats = await actor.run()
+    wall = time.perf_counter() - start
+    consumer = make_consumer(settings, topics.trajectories, group_id=None)
+    await consumer.start()
+    total, seen = 0, 0
+    while seen < stats.unrolls_published:
+        for records in (await consumer.getmany(timeout_ms=1000)).values():
+            total += sum(len(r.value) for r in records)
+            seen += len(records)
+    await consumer.stop()
+    return {"trajectories_per_s": stats.unrolls_published / wall, "mb_per_s": total / wall / 1e6,
+            "bytes_per_trajectory": total / max(seen, 1), "env_steps_per_s": stats.env_steps / wall}  # fmt: skip
+
+
+def measure_actor(args: argparse.Namespace) -> dict[str, float]:
+    """An actor (8 host-sim envs, T=20) publishing to a local broker, with the GNN policy and with `random`."""
+    import asyncio
+    import tempfile
+
+    from tamiyo.bus.broker import LocalBroker, free_port
+
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = LocalBroker(tmp)
+        info = broker.up(port=free_port(), die_with_parent=True)
+        try:
+            policy = asyncio.run(_actor_run("policy", args, info.bootstrap, "bench-policy"))
+            random = asyncio.run(_actor_run("random", args, info.bootstrap, "bench-random"))
+        finally:
+            broker.down()
+    return {
+        "actor_trajectories_per_s": policy["trajectories_per_s"],
+        "actor_mb_per_s": policy["mb_per_s"],
+        "actor_env_steps_per_s": policy["env_steps_per_s"],
+        "actor_bytes_per_trajectory": policy["bytes_per_trajectory"],
+        "actor_random_trajectories_per_s": random["trajectories_per_s"],
+        "actor_random_mb_per_s": random["mb_per_s"],
+    }
+
+
+MEASUREMENTS: list[Callable[[argparse.Namespace], dict[str, float]]] = [
+    measure_host_sim,
+    measure_host_train,
+    measure_actor,
+]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sim-steps", type=int, default=20_000)
     parser.add_argument("--train-steps", type=int, default=150)
+    parser.add_argument("--actor-envs", type=int, default=8)
+    parser.add_argument("--actor-seconds", type=float, default=15.0)
     args = parser.parse_args()
     report: dict[str, object] = {"machine": platform.machine(), "python": platform.python_version()}
     for measure in MEASUREMENTS:
