@@ -6,8 +6,8 @@ python bench/contracts.py [--iterations N]
 - encode/decode_us_p50/p95: wrapping that packet in an EventEnvelope (event id,
   clock, sequence) and fully decoding it back (all checks on), per call.
 - packet_serialize/parse_us_p50: the bare protobuf calls, as the floor.
-- trajectory_*: a realistic T=20 unroll from host-sim (or the example schema
-  if the environments are not available): compressed/raw bytes and MB/s.
+- trajectory_*: a T=20 host-sim unroll (random controller), as actors publish
+  it: compressed/raw bytes and MB/s.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import time
 import numpy as np
 
 from tamiyo.contracts import codec
-from tamiyo.contracts.examples import example_unroll, seed_document_state_packet
+from tamiyo.contracts.examples import seed_document_state_packet
 from tamiyo.contracts.packing import unroll_to_proto
 from tamiyo.contracts.proto import leyline_pb2 as pb
+from tamiyo.producers.sample_unrolls import host_sim_unrolls
 
 
 def _percentiles_us(fn, iterations: int) -> tuple[float, float]:
@@ -35,13 +36,8 @@ def _percentiles_us(fn, iterations: int) -> tuple[float, float]:
 
 
 def realistic_unroll():
-    """A host-sim unroll when the environments exist; the example schema otherwise."""
-    try:
-        from tamiyo.producers.realistic import host_sim_unroll
-
-        return host_sim_unroll(length=20, seed=0), "host-sim"
-    except ImportError:
-        return example_unroll(np.random.default_rng(0)), "example"
+    """A T=20 host-sim unroll, as an actor publishes it."""
+    return host_sim_unrolls(1, length=20, seed=0)[0], "host-sim"
 
 
 def main() -> None:

@@ -27,10 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from aiokafka import TopicPartition
 
 from tamiyo.bus.broker import LocalBroker, free_port
-from tamiyo.bus.clients import KafkaSettings, make_consumer
+from tamiyo.bus.clients import KafkaSettings, assign_from_beginning, make_consumer
 from tamiyo.learner.impala import ImpalaConfig, ImpalaLearner
 from tamiyo.learner.model import ModelConfig, TamiyoGNN
 from tamiyo.learner.policy import ModelPolicy
@@ -73,11 +72,9 @@ async def _bytes_on_topic(bootstrap: str, topic: str) -> int:
     await consumer.start()
     total = 0
     try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        while await consumer.position(tp) < end:
+        tps = await assign_from_beginning(consumer, topic)
+        end = await consumer.end_offsets(tps)
+        while any(await consumer.position(tp) < end[tp] for tp in tps):
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 total += sum(len(r.value) for r in records)
     finally:

@@ -27,10 +27,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tamiyo.producers.sample_unrolls import compressed_payloads
 from tamiyo.replay_store.compression import PayloadCompressor, train_dictionary
 from tamiyo.replay_store.prioritized import PrioritizedReplay
 from tamiyo.replay_store.storage import ItemMeta
-from tamiyo.replay_store.synthetic import compressed_payloads
 
 ALPHA, BETA = 0.6, 0.4
 INSERT, SAMPLE = 64, 128

@@ -9,12 +9,14 @@ Kafka cluster.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import ssl
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 
@@ -125,3 +127,25 @@ def make_consumer(settings: KafkaSettings, *topics: str, group_id: str | None, *
 
 def make_admin(settings: KafkaSettings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**settings.common_kwargs())
+
+
+async def assign_from_beginning(
+    consumer: AIOKafkaConsumer, topic: str, stop: asyncio.Event | None = None, timeout_s: float = 30.0
+) -> list[TopicPartition]:
+    """Assign every partition of ``topic`` (no consumer group) and seek to the start of each.
+
+    For readers that need the whole topic: the compacted policy topic, telemetry, benchmarks.
+    Waits for the topic's metadata (it may have just been created); [] if ``stop`` is set first.
+    """
+    deadline = time.monotonic() + timeout_s
+    partitions = consumer.partitions_for_topic(topic)
+    while not partitions:
+        if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
+            return []
+        await asyncio.sleep(0.2)
+        await consumer._client.force_metadata_update()  # aiokafka has no public call for this
+        partitions = consumer.partitions_for_topic(topic)
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    return tps

@@ -9,6 +9,7 @@ from collections import Counter
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
+from tamiyo.bus.observability import instruments
 from tamiyo.contracts.codec import EnvelopeEncoder
 from tamiyo.contracts.proto import leyline_pb2 as pb
 
@@ -31,6 +32,7 @@ class DeadLetterSink:
     async def send(self, record: ConsumerRecord, err: BaseException) -> None:
         reason = type(err).__name__
         self.counts[reason] += 1
+        instruments().deadlettered.add(1, {"reason": reason, "topic": record.topic})
         value = record.value or b""
         letter = pb.DeadLetter(
             source_topic=record.topic,

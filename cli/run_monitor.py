@@ -8,9 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from aiokafka import TopicPartition
-
-from tamiyo.bus.clients import KafkaSettings, make_consumer
+from tamiyo.bus.clients import KafkaSettings, assign_from_beginning, make_consumer
 from tamiyo.contracts.codec import decode_envelope
 from tamiyo.contracts.errors import LeylineError
 from tamiyo.contracts.proto import leyline_pb2 as pb
@@ -60,9 +58,8 @@ class RunMonitor:
     async def start(self) -> None:
         self._consumer = make_consumer(self.settings, group_id=None)
         await self._consumer.start()
-        tp = TopicPartition(self.topic, 0)
-        self._consumer.assign([tp])
-        await self._consumer.seek_to_beginning(tp)
+        if not await assign_from_beginning(self._consumer, self.topic):
+            raise RuntimeError(f"topic {self.topic} does not exist")
         self._out = self.metrics_path.open("a")
 
     async def poll(self, timeout_ms: int = 200) -> None:

@@ -34,9 +34,19 @@ from pathlib import Path
 import numpy as np
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from tamiyo.bus.clients import KafkaSettings, make_consumer, make_producer
 from tamiyo.bus.deadletter import DeadLetterSink
+from tamiyo.bus.observability import (
+    context_from_headers,
+    context_from_traceparent,
+    headers_for,
+    instruments,
+    links_to,
+    traceparent_of,
+    tracer,
+)
 from tamiyo.contracts.codec import EnvelopeEncoder, decode_envelope
 from tamiyo.contracts.errors import LeylineError
 from tamiyo.contracts.packing import unroll_from_proto
@@ -127,6 +137,7 @@ class ReplayService:
         self._outstanding: dict[int, float] = {}  # batch id -> publish time
         self._uncommitted: dict[TopicPartition, int] = {}
         self._last_snapshot = time.monotonic()
+        self._traces: dict[int, str] = {}  # item key -> traceparent of its replay.insert span
 
     # ------------------------------------------------------------ the loop
 
@@ -185,15 +196,27 @@ class ReplayService:
         lengths: list[int] = []
         encodings: list[int] = []
         raw_sizes: list[int] = []
+        traceparents: list[str] = []
         for tp, records in batch.items():
+            instruments().records_in.add(len(records), {"topic": tp.topic})
             for rec in records:
                 self.stats.consumed += 1
+                # Child of the actor's publish span: the record carries its trace context.
+                span = tracer().start_span(
+                    "replay.insert", context=context_from_headers(rec.headers), kind=SpanKind.CONSUMER
+                )
+                t0 = time.perf_counter()
                 try:
                     decoded = decode_envelope(rec.value, expect=pb.Trajectory)
                     unroll = unroll_from_proto(decoded.payload)
                 except LeylineError as err:
+                    span.set_status(Status(StatusCode.ERROR, type(err).__name__))
+                    span.end()
                     await self.deadletter.send(rec, err)
                     continue
+                instruments().decode_ms.record((time.perf_counter() - t0) * 1e3, {"payload_type": "Trajectory"})
+                traceparents.append(traceparent_of(span))
+                span.end()
                 env = decoded.envelope
                 payloads.append(env.payload)  # stored as it came: already compressed by the actor
                 producers.append(env.producer_id)
@@ -221,6 +244,7 @@ class ReplayService:
                 slots = self.store.put(payloads, meta)
                 evicted = 0
             stored = int((slots >= 0).sum())
+            self._remember_traces(slots, traceparents)
             self.stats.inserted += stored
             self.stats.duplicates += len(payloads) - stored
             self.limiter.record_insert(stored)
@@ -228,6 +252,23 @@ class ReplayService:
                 self.limiter.record_delete(evicted)
         if not self.config.snapshot_path or isinstance(self.store, OnPolicyFifo):
             await self._commit()
+
+    def _remember_traces(self, slots: np.ndarray, traceparents: list[str]) -> None:
+        """Keep each stored item's trace context (by its generation key) for when it is sampled."""
+        stored = slots >= 0
+        keys = self.store.storage.item_ids[slots[stored]]
+        for key, tp in zip(keys.tolist(), np.asarray(traceparents, dtype=object)[stored], strict=True):
+            self._traces[key] = tp
+        if len(self._traces) > self.store.storage.capacity * 1.25:
+            live = self.store.storage.item_ids
+            oldest_live = int(live[live >= 0].min()) if (live >= 0).any() else 0
+            self._traces = {k: v for k, v in self._traces.items() if k >= oldest_live}
+
+    def _batch_item_trace(self, key: int) -> str:
+        """A `replay.batch_item` span in the item's own trace; its context goes into the SampledItem."""
+        span = tracer().start_span("replay.batch_item", context=context_from_traceparent(self._traces.get(key, "")))
+        span.end()
+        return traceparent_of(span)
 
     # ------------------------------------------------------------ 2. batches out
 
@@ -277,6 +318,8 @@ class ReplayService:
                     )
                     for i in range(len(f))
                 ]
+            for item in items:
+                item.trace_parent = self._batch_item_trace(int(item.key))
             batch_id = self._next_batch_id
             self._next_batch_id += 1
             msg = pb.SampledBatch(
@@ -287,7 +330,16 @@ class ReplayService:
                 created_at_ns=time.time_ns(),
                 replay_id=cfg.replay_id,
             )
-            await self.producer.send_and_wait(self.topics.batches, self.encoder.encode(msg), key=cfg.replay_id.encode())
+            with tracer().start_as_current_span(
+                "replay.publish_batch",
+                kind=SpanKind.PRODUCER,
+                links=links_to(it.trace_parent for it in items),
+                attributes={"tamiyo.batch_id": batch_id, "tamiyo.items": len(items)},
+            ) as span:
+                await self.producer.send_and_wait(
+                    self.topics.batches, self.encoder.encode(msg), key=cfg.replay_id.encode(), headers=headers_for(span)
+                )
+            instruments().records_out.add(1, {"topic": self.topics.batches})
             self.limiter.record_sample(len(items))
             self._outstanding[batch_id] = time.monotonic()
             self.stats.batches_published += 1
@@ -333,6 +385,7 @@ class ReplayService:
         await asyncio.to_thread(save_snapshot, self.store, path)
         self.stats.snapshots += 1
         self._last_snapshot = time.monotonic()
+        self._traces: dict[int, str] = {}  # item key -> traceparent of its replay.insert span
         await self._commit(offsets)
 
     async def _commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:

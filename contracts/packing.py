@@ -68,7 +68,7 @@ def graphs_from_proto(msg: pb.GraphState) -> PackedGraphs:
         if block.node_type in node_features:
             raise InvalidFieldError(f"node type {block.node_type!r} appears twice")
         counts = _from(block.counts, I32, g, f"node counts {block.node_type!r}")
-        if (counts < 0).any():
+        if g and counts.min() < 0:
             raise InvalidFieldError(f"negative node count for {block.node_type!r}")
         n, f = int(counts.sum()), int(block.num_features)
         feats = _from(block.features, F32, n * f, f"node features {block.node_type!r}").reshape(n, f)
@@ -85,18 +85,27 @@ def graphs_from_proto(msg: pb.GraphState) -> PackedGraphs:
         if block.src_type not in node_counts or block.dst_type not in node_counts:
             raise InvalidFieldError(f"relation {key} names a node type that is not present")
         counts = _from(block.counts, I32, g, f"edge counts {key}")
-        if (counts < 0).any():
+        if g and counts.min() < 0:
             raise InvalidFieldError(f"negative edge count for {key}")
         e = int(counts.sum())
         index = _from(block.index, I32, 2 * e, f"edge index {key}").reshape(2, e)
-        if e:
-            src_limit = np.repeat(node_counts[block.src_type], counts)
-            dst_limit = np.repeat(node_counts[block.dst_type], counts)
-            if (index < 0).any() or (index[0] >= src_limit).any() or (index[1] >= dst_limit).any():
-                raise InvalidFieldError(f"edge index {key} points outside its graph")
+        if e and (
+            index.min() < 0
+            or _beyond(index[0], node_counts[block.src_type], counts)
+            or _beyond(index[1], node_counts[block.dst_type], counts)
+        ):
+            raise InvalidFieldError(f"edge index {key} points outside its graph")
         edge_index[key] = index
         edge_counts[key] = counts
     return PackedGraphs(node_features, node_counts, edge_index, edge_counts)
+
+
+def _beyond(local: np.ndarray, nodes_per_graph: np.ndarray, edges_per_graph: np.ndarray) -> bool:
+    """True if some local index is >= the node count of its own graph."""
+    lo, hi = int(nodes_per_graph.min()), int(nodes_per_graph.max())
+    if lo == hi:  # the common case (fixed-shape env graphs): one comparison against a scalar
+        return int(local.max()) >= hi
+    return bool((local >= np.repeat(nodes_per_graph, edges_per_graph)).any())
 
 
 # ---------------------------------------------------------------- trajectories

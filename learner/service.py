@@ -25,9 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from aiokafka.errors import KafkaError
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from tamiyo.bus.clients import KafkaSettings, make_consumer, make_producer
 from tamiyo.bus.deadletter import DeadLetterSink
+from tamiyo.bus.observability import context_from_headers, context_from_traceparent, instruments, tracer
 from tamiyo.contracts.codec import EnvelopeEncoder, decode_envelope, decode_payload_bytes, parse_message
 from tamiyo.contracts.errors import InvalidFieldError, LeylineError
 from tamiyo.contracts.packing import unroll_from_proto
@@ -166,15 +168,30 @@ class LearnerService:
         }
 
     async def _process(self, rec) -> None:
+        # Child of the replay's publish_batch span (the batch record carries its trace context).
+        with tracer().start_as_current_span(
+            "learner.update", context=context_from_headers(rec.headers), kind=SpanKind.CONSUMER
+        ) as span:
+            await self._process_traced(rec, span)
+
+    async def _process_traced(self, rec, span: Span) -> None:
+        inst = instruments()
+        inst.records_in.add(1, {"topic": rec.topic})
+        t0 = time.perf_counter()
         try:
             sampled = decode_envelope(rec.value, expect=pb.SampledBatch).payload
             unrolls = [self._decode_item(item) for item in sampled.items]
             if not unrolls:
                 raise InvalidFieldError("empty batch")
         except (LeylineError, ValueError) as err:
+            span.set_status(Status(StatusCode.ERROR, type(err).__name__))
             self.rejected_batches += 1
             await self.deadletter.send(rec, err)
             return
+        inst.decode_ms.record((time.perf_counter() - t0) * 1e3, {"payload_type": "SampledBatch"})
+        if sampled.created_at_ns:
+            inst.batch_latency_ms.record(max(0.0, (time.time_ns() - sampled.created_at_ns) / 1e6))
+        span.set_attribute("tamiyo.batch_id", int(sampled.batch_id))
         weights = np.asarray([it.weight for it in sampled.items], dtype=np.float32)
         t0 = time.perf_counter()
         # The step runs off the event loop so Kafka heartbeats keep flowing during long updates.
@@ -192,6 +209,11 @@ class LearnerService:
             update.keys.extend(it.key for it in sampled.items)
             update.priorities.extend(float(p) for p in priorities)
         await self.producer.send_and_wait(self.topics.priorities, self.encoder.encode(update), key=b"learner")
+        inst.records_out.add(1, {"topic": self.topics.priorities})
+        self._trace_items(sampled.items, unrolls)
+        for name in ("policy_loss", "baseline_loss", "value_loss", "entropy_loss", "loss"):
+            if name in metrics and np.isfinite(metrics[name]):
+                inst.learner_loss.set(metrics[name], {"name": name, "algo": self.config.algo})
         metrics.update(
             {
                 "updates": float(self.updates),
@@ -217,6 +239,16 @@ class LearnerService:
                 await self._send_telemetry(metrics)
         if stepped and self.config.checkpoint_dir and self.updates % self.config.checkpoint_every == 0:
             await asyncio.to_thread(self._checkpoint)
+
+    def _trace_items(self, items, unrolls: list[Unroll]) -> None:
+        """The last hop of each trajectory's trace: `learner.item`, with the policy lag it was trained at."""
+        for item, unroll in zip(items, unrolls, strict=True):
+            lag = float(self.version - unroll.policy_versions.mean())
+            instruments().policy_lag.record(lag, {"algo": self.config.algo})
+            with tracer().start_as_current_span(
+                "learner.item", context=context_from_traceparent(item.trace_parent)
+            ) as span:
+                span.set_attribute("tamiyo.policy_lag", lag)
 
     def _decode_item(self, item: pb.SampledItem) -> Unroll:
         raw = decode_payload_bytes(item.trajectory, item.encoding, item.uncompressed_size)

@@ -31,8 +31,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from aiokafka.errors import KafkaError
+from opentelemetry.trace import Span, SpanKind
 
 from tamiyo.bus.clients import KafkaSettings, make_producer
+from tamiyo.bus.observability import headers_for, instruments, tracer
 from tamiyo.contracts.codec import EnvelopeEncoder
 from tamiyo.contracts.packing import unroll_to_proto
 from tamiyo.contracts.proto import leyline_pb2 as pb
@@ -40,13 +42,24 @@ from tamiyo.contracts.signing import policy_key
 from tamiyo.contracts.topics import Topics
 from tamiyo.contracts.unroll import Unroll
 from tamiyo.producers.actor_config import OVERFLOW_POLICIES, ActorConfig
-from tamiyo.producers.behaviour import ControllerPolicy, SwappablePolicy
+from tamiyo.producers.behaviour import SwappablePolicy
+from tamiyo.producers.controller_policy import ControllerPolicy
 from tamiyo.producers.controllers import make_controller
 from tamiyo.producers.envs import make_env
 from tamiyo.producers.policy_subscriber import PolicySubscriber
 from tamiyo.producers.rollout import RolloutCollector
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Outgoing:
+    """An encoded unroll waiting for Kafka, with the trace context it carries."""
+
+    sequence: int
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    span: Span
 
 
 @dataclass
@@ -107,7 +120,7 @@ class Actor:
             actor_id=config.actor_id,
             env_id=config.env,
         )
-        self._outbox: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._outbox: collections.deque[_Outgoing] = collections.deque()
         self._outbox_changed = asyncio.Event()
         self._in_flight = 0
 
@@ -168,14 +181,25 @@ class Actor:
         for e in eps[self.stats.episodes :]:
             self.stats.recent_returns.append(e.ret)
         self.stats.episodes = len(eps)
+        instruments().frames.add(self.collector.env_steps - self.stats.env_steps, {"actor": self.config.actor_id})
         self.stats.env_steps = self.collector.env_steps
 
     async def _enqueue(self, unroll: Unroll, stop: asyncio.Event) -> None:
+        # The root span of this trajectory's journey; it ends when Kafka acknowledges the record.
+        span = tracer().start_span(
+            "actor.publish",
+            kind=SpanKind.PRODUCER,
+            attributes={"tamiyo.actor": self.config.actor_id, "tamiyo.sequence": unroll.sequence},
+        )
+        t0 = time.perf_counter()
         value = self.encoder.encode(unroll_to_proto(unroll, self.schema.name))
+        instruments().encode_ms.record((time.perf_counter() - t0) * 1e3, {"payload_type": "Trajectory"})
         self.stats.unrolls_made += 1
         while len(self._outbox) >= self.config.queue_size:
             if self.config.overflow == "drop-oldest":
-                self._outbox.popleft()
+                dropped = self._outbox.popleft()
+                dropped.span.add_event("dropped: outbox full (overflow=drop-oldest)")
+                dropped.span.end()
                 self.stats.unrolls_dropped += 1
                 break
             if stop.is_set():
@@ -183,7 +207,7 @@ class Actor:
             self._outbox_changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox_changed.wait(), timeout=0.5)
-        self._outbox.append((unroll.sequence, value))
+        self._outbox.append(_Outgoing(unroll.sequence, value, headers_for(span), span))
         self._outbox_changed.set()
 
     # ------------------------------------------------------------ publishing
@@ -199,31 +223,35 @@ class Actor:
                     await asyncio.wait_for(self._outbox_changed.wait(), timeout=0.5)
                 continue
             await sem.acquire()
-            seq, value = self._outbox.popleft()
+            item = self._outbox.popleft()
             self._outbox_changed.set()
-            task = asyncio.create_task(self._deliver(seq, value, key, sem))
+            task = asyncio.create_task(self._deliver(item, key, sem))
             pending.add(task)
             task.add_done_callback(pending.discard)
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _deliver(self, seq: int, value: bytes, key: bytes, sem: asyncio.Semaphore) -> None:
+    async def _deliver(self, item: _Outgoing, key: bytes, sem: asyncio.Semaphore) -> None:
         """Send until acknowledged; memory stays bounded: the outbox slot is already free, in-flight is capped."""
         self._in_flight += 1
         backoff = 0.2
+        topic = self.topics.trajectories
         try:
             while True:
                 t0 = time.perf_counter()
                 try:
-                    fut = await self._producer.send(self.topics.trajectories, value, key=key)
+                    fut = await self._producer.send(topic, item.value, key=key, headers=item.headers)
                     await fut
                     self.stats.publish_latency_ms.append((time.perf_counter() - t0) * 1e3)
                     self.stats.unrolls_published += 1
-                    self.stats.sequences.append(seq)
+                    self.stats.sequences.append(item.sequence)
+                    instruments().records_out.add(1, {"topic": topic})
+                    item.span.end()
                     return
                 except KafkaError as err:
                     self.stats.publish_errors += 1
-                    log.warning("publish of sequence %d failed (%s); retrying in %.1fs", seq, err, backoff)
+                    item.span.add_event("publish failed, retrying", {"error": type(err).__name__})
+                    log.warning("publish of sequence %d failed (%s); retrying in %.1fs", item.sequence, err, backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     await self._maybe_restart_producer()

@@ -17,9 +17,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-from aiokafka import TopicPartition
-
-from tamiyo.bus.clients import KafkaSettings, make_consumer
+from tamiyo.bus.clients import KafkaSettings, assign_from_beginning, make_consumer
 from tamiyo.contracts.codec import decode_envelope
 from tamiyo.contracts.errors import InvalidFieldError, LeylineError
 from tamiyo.contracts.graph import GraphSchema
@@ -87,16 +85,8 @@ class PolicySubscriber:
         consumer = make_consumer(self.settings.with_client_id("tamiyo-policy-sub"), group_id=None)
         await consumer.start()
         try:
-            partitions = consumer.partitions_for_topic(self.topic)
-            while not partitions and not stop.is_set():
-                await asyncio.sleep(0.5)
-                await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(self.topic)
-            if stop.is_set():
+            if not await assign_from_beginning(consumer, self.topic, stop, timeout_s=float("inf")):
                 return
-            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=500)
                 # Only the newest record per partition matters; older ones are superseded.

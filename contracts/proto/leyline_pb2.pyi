@@ -356,20 +356,22 @@ class Trajectory(_message.Message):
     def __init__(self, actor_id: _Optional[str] = ..., sequence: _Optional[int] = ..., env_id: _Optional[str] = ..., schema_name: _Optional[str] = ..., length: _Optional[int] = ..., num_heads: _Optional[int] = ..., joint_action_count: _Optional[int] = ..., graphs: _Optional[_Union[GraphState, _Mapping]] = ..., actions: _Optional[bytes] = ..., action_masks: _Optional[bytes] = ..., behaviour_log_probs: _Optional[bytes] = ..., rewards: _Optional[bytes] = ..., terminated: _Optional[bytes] = ..., truncated: _Optional[bytes] = ..., final_graphs: _Optional[_Union[GraphState, _Mapping]] = ..., policy_versions: _Optional[bytes] = ..., episode_returns: _Optional[bytes] = ...) -> None: ...
 
 class SampledItem(_message.Message):
-    __slots__ = ("index", "key", "weight", "encoding", "uncompressed_size", "trajectory")
+    __slots__ = ("index", "key", "weight", "encoding", "uncompressed_size", "trajectory", "trace_parent")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     ENCODING_FIELD_NUMBER: _ClassVar[int]
     UNCOMPRESSED_SIZE_FIELD_NUMBER: _ClassVar[int]
     TRAJECTORY_FIELD_NUMBER: _ClassVar[int]
+    TRACE_PARENT_FIELD_NUMBER: _ClassVar[int]
     index: int
     key: int
     weight: float
     encoding: ContentEncoding
     uncompressed_size: int
     trajectory: bytes
-    def __init__(self, index: _Optional[int] = ..., key: _Optional[int] = ..., weight: _Optional[float] = ..., encoding: _Optional[_Union[ContentEncoding, str]] = ..., uncompressed_size: _Optional[int] = ..., trajectory: _Optional[bytes] = ...) -> None: ...
+    trace_parent: str
+    def __init__(self, index: _Optional[int] = ..., key: _Optional[int] = ..., weight: _Optional[float] = ..., encoding: _Optional[_Union[ContentEncoding, str]] = ..., uncompressed_size: _Optional[int] = ..., trajectory: _Optional[bytes] = ..., trace_parent: _Optional[str] = ...) -> None: ...
 
 class SampledBatch(_message.Message):
     __slots__ = ("batch_id", "items", "buffer_size", "beta", "created_at_ns", "replay_id")

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import zstandard
 
+from tamiyo.producers.sample_unrolls import compressed_payloads
 from tamiyo.replay_store.compression import PayloadCompressor, train_dictionary
 from tamiyo.replay_store.storage import ItemMeta, TrajectoryStorage
-from tamiyo.replay_store.synthetic import compressed_payloads
 
 
 def _contents(st: TrajectoryStorage) -> list[bytes]:

@@ -19,7 +19,7 @@ from tamiyo.contracts.topics import Topics
 from tamiyo.learner.model import ModelConfig, TamiyoGNN
 from tamiyo.learner.snapshot_signing import signed_snapshot
 from tamiyo.producers.actor import Actor, ActorConfig
-from tamiyo.producers.behaviour import ControllerPolicy
+from tamiyo.producers.controller_policy import ControllerPolicy
 from tamiyo.producers.controllers import make_controller
 from tamiyo.producers.envs import make_env
 from tamiyo.producers.rollout import RolloutCollector
