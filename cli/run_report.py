@@ -37,35 +37,35 @@ def plot_learning_curve(metrics_path: Path, out_png: Path, title: str) -> Path:
     ax.set_title("actors: episode return")
     if actor_rows:
         ax.legend(fontsize=7)
-    ax = axes[1]
-    for key in ("policy_loss", "baseline_loss", "value_loss", "entropy"):
-        pts = [
-            (r["metrics"]["updates"], r["metrics"][key])
-            for r in learner_rows
-            if key in r["metrics"] and "updates" in r["metrics"]
-        ]
-        if pts:
-            ax.plot(*zip(*pts, strict=True), label=key)
-    ax.set_xlabel("learner updates")
-    ax.set_title("learner: losses and entropy")
-    ax.legend(fontsize=7)
-    ax = axes[2]
-    for key in ("policy_lag_mean", "rho_mean", "approx_kl", "clip_fraction", "is_weight_mean"):
-        pts = [
-            (r["metrics"]["updates"], r["metrics"][key])
-            for r in learner_rows
-            if key in r["metrics"] and "updates" in r["metrics"]
-        ]
-        if pts:
-            ax.plot(*zip(*pts, strict=True), label=key)
-    ax.set_xlabel("learner updates")
-    ax.set_title("off-policy diagnostics")
-    ax.legend(fontsize=7)
+    _plot_learner(
+        axes[1], learner_rows, ("policy_loss", "baseline_loss", "value_loss", "entropy"), "learner: losses and entropy"
+    )
+    _plot_learner(
+        axes[2],
+        learner_rows,
+        ("policy_lag_mean", "rho_mean", "approx_kl", "clip_fraction", "is_weight_mean"),
+        "off-policy diagnostics",
+    )
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
     return out_png
+
+
+def _plot_learner(ax, learner_rows: list[dict[str, Any]], keys: tuple[str, ...], title: str) -> None:
+    """One line per learner metric in ``keys``, against learner updates."""
+    for key in keys:
+        pts = [
+            (r["metrics"]["updates"], r["metrics"][key])
+            for r in learner_rows
+            if key in r["metrics"] and "updates" in r["metrics"]
+        ]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), label=key)
+    ax.set_xlabel("learner updates")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
 
 
 def _fmt_ci(result: dict[str, Any]) -> str:
