@@ -62,6 +62,8 @@ class LearnerConfig:
     init_from: str | None = None  # a policy.safetensors (with policy.json beside it)
     max_updates: int | None = None
     max_seconds: float | None = None
+    # Stop after this long without a batch (once one arrived): re-running a recorded stream offline.
+    stop_when_idle_s: float | None = None
     group_id: str | None = None
     device: str = "cpu"
     seed: int = 0
@@ -140,7 +142,8 @@ class LearnerService:
         await self.producer.start()
         await self.consumer.start()
         self.deadletter = DeadLetterSink(self.producer, self.topics.deadletter, "learner")
-        started = time.monotonic()
+        started = last_batch = time.monotonic()
+        seen_batch = False
         try:
             await self._publish_snapshot()  # actors start acting with the initial policy
             await self._announce_version()
@@ -150,6 +153,15 @@ class LearnerService:
                 if cfg.max_seconds is not None and time.monotonic() - started >= cfg.max_seconds:
                     break
                 batch = await self.consumer.getmany(timeout_ms=200, max_records=1)
+                if batch:
+                    seen_batch, last_batch = True, time.monotonic()
+                elif (
+                    seen_batch
+                    and cfg.stop_when_idle_s is not None
+                    and time.monotonic() - last_batch > cfg.stop_when_idle_s
+                ):
+                    log.info("no batch for %.0fs: stopping", cfg.stop_when_idle_s)
+                    break
                 for records in batch.values():
                     for rec in records:
                         await self._process(rec)

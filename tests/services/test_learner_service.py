@@ -140,3 +140,21 @@ async def test_non_finite_update_never_produces_a_snapshot(kafka_settings, run_n
         assert torch.equal(a, b)
     snaps = [decode_envelope(r.value).payload for r in await read(kafka_settings, topics.policy, 2, timeout_s=3)]
     assert [s.version for s in snaps] == [0]  # only the initial policy
+
+
+async def test_learner_reruns_a_recorded_batch_stream_offline(kafka_settings, run_name, tmp_path):
+    """Record a run's batches to a file, replay them into a new run, train on them; the learner stops when idle."""
+    from tamiyo.consumers.topic_tools import record_topic, replay_file
+
+    original, rerun = Topics.for_run(run_name), Topics.for_run(run_name + "r")
+    await ensure_topics(kafka_settings, original)
+    await ensure_topics(kafka_settings, rerun)
+    await produce(kafka_settings, original.batches, _batches(3))
+    recording = str(tmp_path / "batches.tyrec")
+    await record_topic(kafka_settings, original.batches, recording)
+    await replay_file(kafka_settings, recording, rerun.batches)
+
+    config = _config(run_name + "r", tmp_path, stop_when_idle_s=3.0)
+    service = LearnerService(config, kafka_settings, rerun)
+    result = await asyncio.wait_for(service.run(), timeout=120)
+    assert result["updates"] == 3
