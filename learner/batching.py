@@ -52,7 +52,8 @@ def collate(packed: PackedGraphs, device: torch.device | str = "cpu") -> GraphBa
     batch: dict[str, torch.Tensor] = {}
     ptr: dict[str, torch.Tensor] = {}
     for k, feats in packed.node_features.items():
-        x[k] = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))
+        # Decoded graphs are read-only views of the message bytes; torch needs writable memory.
+        x[k] = torch.from_numpy(np.require(feats, np.float32, ["C_CONTIGUOUS", "WRITEABLE"]))
         batch[k] = torch.from_numpy(np.repeat(graph_ids, packed.node_counts[k]))
         ptr[k] = torch.from_numpy(ptrs[k])
     edge_index: dict[RelationKey, torch.Tensor] = {}

@@ -19,8 +19,11 @@ from tamiyo.producers.rollout import PolicyStep
 class SwappablePolicy:
     """A `ModelPolicy` whose network can be swapped from another thread between steps."""
 
-    def __init__(self, model: TamiyoGNN | None = None, version: int = -1, device: str = "cpu") -> None:
+    def __init__(
+        self, model: TamiyoGNN | None = None, version: int = -1, device: str = "cpu", deterministic: bool = False
+    ) -> None:
         self.device = device
+        self.deterministic = deterministic  # greedy (serving, evaluation) instead of sampling (acting)
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._inner: ModelPolicy | None = None
@@ -35,7 +38,9 @@ class SwappablePolicy:
     def swap(self, model: TamiyoGNN, version: int) -> None:
         model.eval()
         with self._lock:
-            self._inner = ModelPolicy(model.to(self.device), version=version, device=self.device)
+            self._inner = ModelPolicy(
+                model.to(self.device), version=version, device=self.device, deterministic=self.deterministic
+            )
         self._ready.set()
 
     def wait_ready(self, timeout: float | None = None) -> bool:

@@ -28,6 +28,7 @@ from tamiyo.contracts.packing import graphs_to_proto, pack_mask
 from tamiyo.contracts.proto import leyline_pb2 as pb
 from tamiyo.producers import lifecycle as lc
 from tamiyo.producers.blueprints import CATALOG, KINDS, Blueprint
+from tamiyo.producers.commands import command_from_action
 from tamiyo.producers.env_api import Observation, StepResult
 from tamiyo.producers.host_common import (
     BLUEPRINT_FEATURES,
@@ -38,7 +39,6 @@ from tamiyo.producers.host_common import (
     OP_GERMINATE,
     OP_LR_DOWN,
     OP_LR_UP,
-    OP_WAIT,
     OPS,
     SLOT_STAGES,
     host_schema,
@@ -373,32 +373,14 @@ class HostEnv:
         return pkt
 
     def command_for(self, action: np.ndarray, log_prob: float = 0.0, policy_version: int = 0) -> pb.AdaptationCommand:
-        ep = self._require_episode()
-        op, slot, bp = (int(x) for x in np.asarray(action).reshape(-1)[:3])
-        cmd = pb.AdaptationCommand(
-            command_id=f"{self.run_id}/{ep.epoch}",
-            training_run_id=self.run_id,
-            policy_version=policy_version,
-            issued_at_ns=time.time_ns(),
+        return command_from_action(
+            action,
+            run_id=self.run_id,
+            epoch=self._require_episode().epoch,
+            blueprint_ids=[b.blueprint_id for b in self.blueprints],
             log_prob=log_prob,
-            reason=OPS[op],
-            epoch=ep.epoch,
+            policy_version=policy_version,
         )
-        if op in (OP_LR_UP, OP_LR_DOWN):
-            cmd.optimizer_adjustment.lr_multiplier = 2.0 if op == OP_LR_UP else 0.5
-        else:
-            seed_op = {
-                OP_WAIT: pb.SEED_OP_WAIT,
-                OP_GERMINATE: pb.SEED_OP_GERMINATE,
-                OP_ADVANCE: pb.SEED_OP_ADVANCE,
-                OP_CULL: pb.SEED_OP_CULL,
-            }[op]
-            cmd.seed_operation.op = seed_op
-            if op != OP_WAIT:
-                cmd.seed_operation.slot_index = slot
-            if op == OP_GERMINATE:
-                cmd.seed_operation.blueprint_id = self.blueprints[bp].blueprint_id
-        return cmd
 
     # ------------------------------------------------------------------ internals
 
