@@ -17,7 +17,14 @@ COMMANDS: dict[str, str] = {
     "learner": "learner_cmd",
     "eval": "eval_cmd",
     "train": "train_cmd",
+    "topic": "topic_cmd",
+    "serve": "serve_cmd",
+    "promote": "promote_cmd",
 }
+
+
+# Long-running services get OpenTelemetry providers (exporters chosen by OTEL_* variables).
+SERVICES = frozenset({"actor", "replay", "learner", "serve", "train"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in SERVICES:
+        from tamiyo.bus.observability import setup_observability
+
+        setup_observability(args.command)
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
