@@ -247,7 +247,7 @@ def main() -> None:
         raw_bytes_per_item=round(sum(map(len, raw)) / len(raw), 1),
         compression_ratio=round(compression_ratio, 4),
         compression_ratio_with_dictionary=round(compression_ratio_dict, 4),
-        payload="Leyline Trajectory (host schema s4-b3, T=20, 21 graphs) + zstd level 3",
+        payload="Leyline Trajectory from host-sim (random controller, T=20, 21 graphs) + zstd level 3",
         python=platform.python_version(),
         numpy=np.__version__,
         machine=platform.machine(),
