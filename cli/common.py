@@ -10,6 +10,10 @@ import sys
 
 from tamiyo.contracts.topics import Topics
 
+# The names of learner/presets.py's PRESETS, for the CLI's `--preset` choices without importing
+# torch at start-up (tests/services/test_learning_over_kafka.py checks the two agree).
+PRESET_NAMES: tuple[str, ...] = ("cartpole", "host-sim")
+
 
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(

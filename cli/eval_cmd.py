@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="eval", help="task split (held-out tasks by default)")
     p.add_argument("--sample", action="store_true", help="sample from the policy instead of acting greedily")
     p.add_argument("--per-task", action="store_true", help="include every task's result")
+    p.add_argument(
+        "--torch-threads", type=int, default=1, help="one thread is fastest for these small graphs (default 1)"
+    )
     p.set_defaults(handler=_handle)
 
 
@@ -34,8 +37,11 @@ def make_eval_controller(name: str, seed: int, sample: bool = False):
 
 
 def _handle(args: argparse.Namespace) -> int:
+    import torch
+
     from tamiyo.producers.evaluate import evaluate
 
+    torch.set_num_threads(args.torch_threads)
     controller = make_eval_controller(args.controller, args.seed, args.sample)
     if hasattr(controller, "require_schema"):
         from tamiyo.producers.envs import make_env

@@ -1,9 +1,40 @@
-"""`tamiyo learner`: train on sampled batches; publish priorities, telemetry and policy snapshots."""
+"""`tamiyo learner`: train on sampled batches; publish priorities, telemetry and policy snapshots.
+
+Hyperparameters come from, in order of precedence: an explicit flag, the named
+``--preset`` (learner/presets.py), the library defaults (the seed's configs).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
+
+from tamiyo.cli.common import PRESET_NAMES
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+OFF = "off"
+
+
+def _layers(text: str) -> str:
+    kinds = [k for k in text.replace(" ", "").split(",") if k and k != "none"]
+    unknown = [k for k in kinds if k not in ("sage", "gatv2")]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown layer kind(s) {unknown}; known: sage, gatv2")
+    return ",".join(kinds) or "none"
+
+
+def _float_or_off(text: str) -> float | str:
+    return OFF if text.strip().lower() in ("none", "off") else float(text)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,39 +54,123 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-updates", type=int, default=None)
     p.add_argument("--max-seconds", type=float, default=None)
     p.add_argument("--group-id", default=None)
-    p.add_argument("--hidden", type=int, default=64, help="GNN width")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the algorithm's)")
-    p.add_argument("--entropy-coef", type=float, default=None)
-    p.add_argument("--gamma", type=float, default=0.99)
-    p.add_argument("--ppo-epochs", type=int, default=4)
-    p.add_argument("--minibatch-size", type=int, default=32)
-    p.add_argument("--target-kl", type=float, default=0.01)
-    p.add_argument("--total-frames", type=int, default=1_000_000, help="PPO LR schedule horizon")
+    p.add_argument("--stop-when-idle", type=float, default=None, help="stop after S seconds without a batch")
+    p.add_argument(
+        "--from-recording",
+        default=None,
+        metavar="FILE.tyrec",
+        help="first publish a recorded batch stream (tamiyo topic record) to this run's batches topic, "
+        "train on it and stop when it is used up (--stop-when-idle defaults to 10 s)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
+    add_hyperparameter_arguments(p, list(PRESET_NAMES))
     add_run_arguments(p)
     add_kafka_arguments(p, bootstrap_required=True)
     p.set_defaults(handler=_handle)
 
 
-def config_from_args(args: argparse.Namespace):
+def add_hyperparameter_arguments(p: argparse.ArgumentParser, presets: list[str]) -> None:
+    """The learner's hyperparameters; every default is None = "the preset's, else the library's"."""
+    group = p.add_argument_group("hyperparameters (explicit flag > --preset > library default)")
+
+    class _Recording:
+        def add_argument(self, *names, **kw):
+            action = group.add_argument(*names, **kw)
+            HYPERPARAMETER_FLAGS[action.dest] = names[0]
+            return action
+
+    g = _Recording()
+    g.add_argument("--preset", choices=presets, default=None, help="named hyperparameters (learner/presets.py)")
+    g.add_argument("--hidden", type=int, default=None, help="GNN width (default 64)")
+    g.add_argument("--layers", type=_layers, default=None, help="message passing, e.g. sage,gatv2 ('none': no layers)")
+    g.add_argument("--separate-critic", type=_bool, default=None, metavar="BOOL", help="own trunk for the value")
+    g.add_argument("--lr", type=float, default=None, help="learning rate (default: the algorithm's)")
+    g.add_argument("--entropy-coef", type=float, default=None)
+    g.add_argument("--gamma", type=float, default=None, help="discount (default 0.99)")
+    g.add_argument("--max-grad-norm", type=float, default=None)
+    g.add_argument("--ppo-epochs", type=int, default=None, help="PPO: epochs per batch (default 4)")
+    g.add_argument("--minibatch-size", type=int, default=None, help="PPO: steps per minibatch (default 32)")
+    g.add_argument("--target-kl", type=_float_or_off, default=None, help="PPO: KL early stop ('none': off)")
+    g.add_argument("--gae-lambda", type=float, default=None, help="PPO: GAE lambda (default 0.95)")
+    g.add_argument("--clip-coef", type=float, default=None, help="PPO: ratio clip (default 0.2)")
+    g.add_argument("--clip-vloss", type=_bool, default=None, metavar="BOOL", help="PPO: clip the value loss")
+    g.add_argument("--vf-coef", type=float, default=None, help="PPO: value loss coefficient")
+    g.add_argument("--lr-schedule", choices=("linear_decay", "constant"), default=None, help="PPO")
+    g.add_argument("--final-lr-ratio", type=float, default=None, help="PPO: LR at the end of the schedule / LR")
+    g.add_argument("--warmup-updates", type=int, default=None, help="PPO: LR warm-up updates")
+    g.add_argument("--total-frames", type=int, default=None, help="PPO LR schedule horizon (default 1,000,000)")
+    g.add_argument("--rmsprop-eps", type=float, default=None, help="IMPALA: RMSprop epsilon (default 0.1)")
+    g.add_argument("--baseline-cost", type=float, default=None, help="IMPALA: value loss weight (default 0.5)")
+
+
+HYPERPARAMETER_FLAGS: dict[str, str] = {}  # dest -> option string, filled by add_hyperparameter_arguments
+
+
+def hyperparameter_argv(args: argparse.Namespace) -> list[str]:
+    """The hyperparameter flags given explicitly (not None), as `tamiyo learner` arguments (--preset excluded)."""
+    argv: list[str] = []
+    for dest, flag in HYPERPARAMETER_FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is not None and dest != "preset":
+            argv += [flag, str(value)]
+    return argv
+
+
+def _set(obj, **changes):
+    """dataclasses.replace with only the changes that were given (not None)."""
+    given = {k: v for k, v in changes.items() if v is not None}
+    return replace(obj, **given) if given else obj
+
+
+def hyperparameters_from_args(args: argparse.Namespace):
+    """(ModelConfig, PPOConfig, ImpalaConfig): the preset's (or the library's), overridden by explicit flags."""
     from tamiyo.learner.impala import ImpalaConfig
     from tamiyo.learner.model import ModelConfig
     from tamiyo.learner.ppo import PPOConfig
-    from tamiyo.learner.service import LearnerConfig
+    from tamiyo.learner.presets import get_preset
 
-    impala = ImpalaConfig(gamma=args.gamma)
-    ppo = PPOConfig(
-        gamma=args.gamma,
+    if args.preset:
+        preset = get_preset(args.preset)
+        model, ppo, impala = preset.model, preset.ppo, preset.impala
+    else:
+        model, ppo, impala = ModelConfig(), PPOConfig(), ImpalaConfig()
+    layers = None if args.layers is None else tuple(k for k in args.layers.split(",") if k != "none")
+    model = _set(model, hidden=args.hidden, layers=layers, separate_critic=args.separate_critic)
+    shared = {"gamma": args.gamma, "max_grad_norm": args.max_grad_norm}
+    ppo = _set(
+        ppo,
+        **shared,
+        learning_rate=args.lr,
+        ent_coef=args.entropy_coef,
         update_epochs=args.ppo_epochs,
         minibatch_size=args.minibatch_size,
-        target_kl=args.target_kl,
+        gae_lambda=args.gae_lambda,
+        clip_coef=args.clip_coef,
+        clip_vloss=args.clip_vloss,
+        vf_coef=args.vf_coef,
+        lr_schedule=args.lr_schedule,
+        final_lr_ratio=args.final_lr_ratio,
+        warmup_updates=args.warmup_updates,
         total_env_steps=args.total_frames,
     )
-    if args.lr is not None:
-        impala.learning_rate = ppo.learning_rate = args.lr
-    if args.entropy_coef is not None:
-        impala.entropy_cost = ppo.ent_coef = args.entropy_coef
+    if args.target_kl is not None:
+        ppo = replace(ppo, target_kl=None if args.target_kl == OFF else args.target_kl)
+    impala = _set(
+        impala,
+        **shared,
+        learning_rate=args.lr,
+        entropy_cost=args.entropy_coef,
+        rmsprop_eps=args.rmsprop_eps,
+        baseline_cost=args.baseline_cost,
+    )
+    return model, ppo, impala
+
+
+def config_from_args(args: argparse.Namespace):
+    from tamiyo.learner.service import LearnerConfig
+
+    model, ppo, impala = hyperparameters_from_args(args)
     return LearnerConfig(
         algo=args.algo,
         env=args.env,
@@ -69,10 +184,13 @@ def config_from_args(args: argparse.Namespace):
         init_from=args.init_from,
         max_updates=args.max_updates,
         max_seconds=args.max_seconds,
+        stop_when_idle_s=args.stop_when_idle
+        if args.stop_when_idle is not None
+        else (10.0 if args.from_recording else None),
         group_id=args.group_id,
         device=args.device,
         seed=args.seed,
-        model=ModelConfig(hidden=args.hidden),
+        model=model,
         impala=impala,
         ppo=ppo,
     )
@@ -84,6 +202,16 @@ def _handle(args: argparse.Namespace) -> int:
     from tamiyo.learner.service import LearnerService
 
     setup_logging(args.verbose)
-    service = LearnerService(config_from_args(args), settings_from_args(args), topics_from_args(args))
+    settings, topics = settings_from_args(args), topics_from_args(args)
+    if args.from_recording:
+        import asyncio
+
+        from tamiyo.bus.admin import ensure_topics
+        from tamiyo.consumers.topic_tools import replay_file
+
+        asyncio.run(ensure_topics(settings, topics))
+        replayed = asyncio.run(replay_file(settings, args.from_recording, topics.batches))
+        print(json.dumps({"replayed": replayed}), flush=True)
+    service = LearnerService(config_from_args(args), settings, topics)
     print(json.dumps(run_until_signalled(coro_factory=service.run)))
     return 0

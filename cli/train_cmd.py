@@ -1,9 +1,16 @@
-"""`tamiyo train`: actors + replay + learner over Kafka on this machine, with progress and a report."""
+"""`tamiyo train`: actors + replay + learner over Kafka on this machine, with progress and a report.
+
+``--preset NAME`` (learner/presets.py) sets the learner's hyperparameters and,
+for the chosen ``--algo``, the pipeline shape (actors, envs per actor, unroll
+length, batch size, replay settings); any flag given explicitly overrides it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+
+from tamiyo.cli.common import PRESET_NAMES
 
 # With start-up and the final evaluation, a default run ends within 5 minutes on a 2-core machine.
 DEFAULT_MINUTES = 3.0
@@ -11,52 +18,78 @@ DEFAULT_MINUTES = 3.0
 
 def register(sub: argparse._SubParsersAction) -> None:
     from tamiyo.bus.clients import add_kafka_arguments
+    from tamiyo.cli.learner_cmd import add_hyperparameter_arguments
     from tamiyo.cli.train_run import TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train", help="run the whole pipeline (local broker unless --bootstrap) and write a report")
     p.add_argument("--env", default=d.env, help="host-sim | host-train | gym:<id>")
     p.add_argument("--algo", choices=("impala", "ppo"), default=d.algo)
-    p.add_argument("--actors", type=int, default=d.actors, help="actor processes")
-    p.add_argument("--envs-per-actor", type=int, default=d.envs_per_actor)
-    p.add_argument("--unroll-length", type=int, default=d.unroll_length)
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="trajectories per learner batch")
+    shape = p.add_argument_group("pipeline shape (explicit flag > --preset > default)")
+    shape.add_argument("--actors", type=int, default=None, help=f"actor processes (default {d.actors})")
+    shape.add_argument("--envs-per-actor", type=int, default=None, help=f"default {d.envs_per_actor}")
+    shape.add_argument("--unroll-length", type=int, default=None, help=f"default {d.unroll_length}")
+    shape.add_argument(
+        "--batch-size", type=int, default=None, help=f"trajectories per learner batch (default {d.batch_size})"
+    )
+    lag_help = f"PPO: staleness limit in policy versions (default {d.max_policy_lag})"
+    shape.add_argument("--max-policy-lag", type=int, default=None, help=lag_help)
+    replay_help = "extra `tamiyo replay` argument, repeatable (e.g. --replay-arg=--max-in-flight --replay-arg=1)"
+    shape.add_argument("--replay-arg", action="append", default=None, metavar="ARG", help=replay_help)
     budget = p.add_argument_group(f"stop after (first reached; default {DEFAULT_MINUTES:g} minutes)")
     budget.add_argument("--updates", type=int, default=None)
     budget.add_argument("--frames", type=int, default=None)
     budget.add_argument("--minutes", type=float, default=None)
+    proof = p.add_argument_group("learning proof (episode returns read from the trajectories topic)")
+    proof.add_argument("--target-return", type=float, default=None, help="track the windowed mean return vs this")
+    proof.add_argument("--return-window", type=int, default=d.return_window, help="episodes in the window")
+    proof.add_argument("--stop-at-target", action="store_true", help="stop as soon as the target is reached")
     p.add_argument("--out", default=d.out, help="runs/<id>/ is written here")
     p.add_argument("--run-id", default="", help="default: <time>-<algo>-<env>")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device)
-    p.add_argument("--hidden", type=int, default=d.hidden)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--entropy-coef", type=float, default=None)
-    p.add_argument("--max-policy-lag", type=int, default=d.max_policy_lag, help="PPO: staleness limit (versions)")
+    p.add_argument(
+        "--torch-threads", type=int, default=1, help="OMP/torch threads per service process (0: torch's default)"
+    )
     p.add_argument("--init-from", default=None, help="start from an earlier policy.safetensors (PPO -> IMPALA)")
-    p.add_argument("--eval-tasks", type=int, default=d.eval_tasks)
+    p.add_argument("--eval-tasks", type=int, default=d.eval_tasks, help="host envs: held-out tasks to evaluate on")
+    p.add_argument("--eval-episodes", type=int, default=d.eval_episodes, help="gym envs: greedy episodes (0: none)")
     p.add_argument("--data-dir", default=d.data_dir, help="local broker data dir")
     p.add_argument("--keep-broker", action="store_true", help="leave a broker this run started running")
+    add_hyperparameter_arguments(p, list(PRESET_NAMES))
     add_kafka_arguments(p)
     p.set_defaults(handler=_handle)
 
 
-def _handle(args: argparse.Namespace) -> int:
-    from tamiyo.bus.broker import BrokerError
-    from tamiyo.bus.clients import settings_from_args
-    from tamiyo.cli.common import setup_logging
-    from tamiyo.cli.train_run import TrainConfig, TrainRun
+def config_from_args(args: argparse.Namespace):
+    """TrainConfig: explicit flags, then the preset's pipeline shape for --algo, then the defaults."""
+    from tamiyo.cli.learner_cmd import hyperparameter_argv
+    from tamiyo.cli.train_run import TrainConfig
+    from tamiyo.learner.presets import get_preset
 
-    setup_logging()
-    if not (args.updates or args.frames or args.minutes):
-        args.minutes = DEFAULT_MINUTES
-    config = TrainConfig(
+    d = TrainConfig()
+    shape = get_preset(args.preset).pipeline.get(args.algo) if args.preset else None
+
+    def pick(name: str):
+        explicit = getattr(args, name)
+        if explicit is not None:
+            return explicit
+        return getattr(shape, name) if shape is not None else getattr(d, name)
+
+    replay_args = args.replay_arg if args.replay_arg is not None else list(shape.replay_args if shape else ())
+    # --hidden has its own TrainConfig field (it is in the run's config.json); the rest is passed as given.
+    learner_args = hyperparameter_argv(args)
+    if args.hidden is not None:
+        i = learner_args.index("--hidden")
+        del learner_args[i : i + 2]
+    return TrainConfig(
         env=args.env,
         algo=args.algo,
-        actors=args.actors,
-        envs_per_actor=args.envs_per_actor,
-        unroll_length=args.unroll_length,
-        batch_size=args.batch_size,
+        actors=pick("actors"),
+        envs_per_actor=pick("envs_per_actor"),
+        unroll_length=pick("unroll_length"),
+        batch_size=pick("batch_size"),
+        max_policy_lag=pick("max_policy_lag"),
         updates=args.updates,
         frames=args.frames,
         minutes=args.minutes,
@@ -65,14 +98,34 @@ def _handle(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         hidden=args.hidden,
-        lr=args.lr,
-        entropy_coef=args.entropy_coef,
-        max_policy_lag=args.max_policy_lag,
         init_from=args.init_from,
         eval_tasks=args.eval_tasks,
+        eval_episodes=args.eval_episodes,
         data_dir=args.data_dir,
         keep_broker=args.keep_broker,
+        preset=args.preset,
+        learner_args=learner_args,
+        replay_args=replay_args,
+        target_return=args.target_return,
+        return_window=args.return_window,
+        stop_at_target=args.stop_at_target,
+        torch_threads=args.torch_threads,
     )
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from tamiyo.bus.broker import BrokerError
+    from tamiyo.bus.clients import settings_from_args
+    from tamiyo.cli.common import setup_logging
+    from tamiyo.cli.train_run import TrainRun
+
+    setup_logging()
+    if not (args.updates or args.frames or args.minutes):
+        args.minutes = DEFAULT_MINUTES
+    if args.stop_at_target and args.target_return is None:
+        print("tamiyo train: error: --stop-at-target needs --target-return", file=sys.stderr)
+        return 2
+    config = config_from_args(args)
     settings = settings_from_args(args) if args.bootstrap else None
     try:
         return TrainRun(config, settings).run()

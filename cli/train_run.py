@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from aiokafka import TopicPartition
 from tqdm import tqdm
 
@@ -52,15 +54,110 @@ class TrainConfig:
     run_id: str = ""
     seed: int = 0
     device: str = "cpu"
-    hidden: int = 64
-    lr: float | None = None
-    entropy_coef: float | None = None
+    hidden: int | None = None  # None: the preset's, else the learner's default (64)
     init_from: str | None = None
-    eval_tasks: int = 30
+    eval_tasks: int = 30  # host envs: held-out tasks for the final evaluation
+    eval_episodes: int = 20  # gym envs: greedy episodes for the final evaluation (0: none)
     data_dir: str = str(DEFAULT_DATA_DIR)
     keep_broker: bool = False
     max_policy_lag: int = 2
+    preset: str | None = None  # learner/presets.py: learner hyperparameters (+ the pipeline shape, via the CLI)
+    learner_args: list[str] = field(default_factory=list)  # explicit learner flags (override the preset)
+    replay_args: list[str] = field(default_factory=list)  # extra `tamiyo replay` flags
     extra_learner_args: list[str] = field(default_factory=list)
+    # Learning proof: the mean return of the last `return_window` finished episodes, read from the
+    # trajectories topic; `stop_at_target` ends the run as soon as it reaches `target_return`.
+    target_return: float | None = None
+    return_window: int = 20
+    stop_at_target: bool = False
+    torch_threads: int | None = None  # OMP/torch threads per service process (None: torch's default)
+
+
+class ReturnTracker:
+    """The learning proof's measurement: a windowed mean of episode returns, read from `trajectories`.
+
+    Every finished episode travels in the `Trajectory` of the unroll it ended in
+    (``episode_returns``).  Episodes are taken in the order the records reach the
+    topic; the env-step count credited to an episode is, summed over all actors,
+    the frames of every collect each actor has published up to and including the
+    collect that episode ended in (a collect = ``envs_per_actor`` unrolls), so it
+    never undercounts what the actors had stepped when the episode ended.  Frames
+    the replay later drops as stale are counted too: they were stepped.
+    """
+
+    def __init__(self, settings: KafkaSettings, topic: str, window: int, target: float | None,
+                 envs_per_actor: int) -> None:  # fmt: skip
+        self.settings = settings.with_client_id("tamiyo-train-returns")
+        self.topic = topic
+        self.window = window
+        self.target = target
+        self.envs_per_actor = max(1, envs_per_actor)
+        self.returns: list[float] = []
+        self.curve: list[tuple[int, float]] = []  # (frames, windowed mean) at every episode once the window is full
+        self.actor_frames: dict[str, int] = {}
+        self.reached_at: int | None = None
+        self.reached_after_s: float | None = None
+        self.best: float | None = None
+        self.started = time.monotonic()
+        self._consumer = None
+
+    @property
+    def frames(self) -> int:
+        return sum(self.actor_frames.values())
+
+    @property
+    def reached(self) -> bool:
+        return self.reached_at is not None
+
+    async def start(self) -> None:
+        self._consumer = make_consumer(self.settings, group_id=None)
+        await self._consumer.start()
+        tp = TopicPartition(self.topic, 0)  # `tamiyo train` creates one partition per topic
+        self._consumer.assign([tp])
+        await self._consumer.seek_to_beginning(tp)
+
+    async def poll(self, timeout_ms: int = 0) -> None:
+        assert self._consumer is not None
+        batch = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=2000)
+        records = sorted((r for rs in batch.values() for r in rs), key=lambda r: r.timestamp)
+        for rec in records:
+            try:
+                traj = decode_envelope(rec.value, expect=pb.Trajectory, validate=False).payload
+            except LeylineError:
+                continue  # the replay dead-letters it; it holds no episode we could trust
+            self._apply(traj)
+
+    def _apply(self, traj: pb.Trajectory) -> None:
+        n = self.envs_per_actor
+        collect_end = (int(traj.sequence) // n + 1) * n * int(traj.length)
+        self.actor_frames[traj.actor_id] = max(self.actor_frames.get(traj.actor_id, 0), collect_end)
+        for ret in np.frombuffer(traj.episode_returns, dtype="<f4").tolist():
+            self.returns.append(float(ret))
+            if len(self.returns) < self.window:
+                continue
+            mean = float(np.mean(self.returns[-self.window :]))
+            frames = self.frames
+            self.curve.append((frames, mean))
+            self.best = mean if self.best is None else max(self.best, mean)
+            if self.reached_at is None and self.target is not None and mean >= self.target:
+                self.reached_at = frames
+                self.reached_after_s = time.monotonic() - self.started
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "window": self.window,
+            "target": self.target,
+            "reached_at_frames": self.reached_at,
+            "reached_after_s": None if self.reached_after_s is None else round(self.reached_after_s, 1),
+            "episodes": len(self.returns),
+            "frames_published": self.frames,
+            "best_window_mean": self.best,
+            "final_window_mean": self.curve[-1][1] if self.curve else None,
+        }
 
 
 @dataclass
@@ -94,20 +191,20 @@ class TrainRun:
         c = self.config
         ppo = c.algo == "ppo"
         learner = ["--algo", c.algo, "--env", c.env, "--seed", str(c.seed), "--device", c.device,
-                   "--hidden", str(c.hidden), "--checkpoint-dir", str(self.out_dir / "checkpoint"),
+                   "--checkpoint-dir", str(self.out_dir / "checkpoint"),
                    "--snapshot-every", "1", "--telemetry-every", "1"]  # fmt: skip
+        if c.preset:
+            learner += ["--preset", c.preset]
+        if c.hidden is not None:
+            learner += ["--hidden", str(c.hidden)]
         if c.frames:
             learner += ["--total-frames", str(c.frames)]
-        if c.lr is not None:
-            learner += ["--lr", str(c.lr)]
-        if c.entropy_coef is not None:
-            learner += ["--entropy-coef", str(c.entropy_coef)]
         if c.init_from:
             learner += ["--init-from", c.init_from]
-        learner += c.extra_learner_args
+        learner += c.learner_args + c.extra_learner_args
         replay = ["--mode", "fifo" if ppo else "prioritized", "--batch-size", str(c.batch_size),
                   "--max-policy-lag", str(c.max_policy_lag), "--telemetry-every", "2",
-                  "--seed", str(c.seed)]  # fmt: skip
+                  "--seed", str(c.seed), *c.replay_args]  # fmt: skip
         commands = {
             "learner": self._service_cmd("learner", *learner),
             "replay": self._service_cmd("replay", *replay),
@@ -123,8 +220,13 @@ class TrainRun:
     def _spawn(self, name: str, cmd: list[str]) -> None:
         log_path = self.logs_dir / f"{name}.log"
         log = log_path.open("ab")
+        env = None
+        if self.config.torch_threads:
+            n = str(self.config.torch_threads)
+            env = os.environ | {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
         proc = subprocess.Popen(
             cmd,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -195,6 +297,8 @@ class TrainRun:
         plot_learning_curve(self.out_dir / "metrics.jsonl", self.out_dir / "learning_curve.png",
                             f"{self.config.algo} on {self.config.env} ({self.config.run_id})")  # fmt: skip
         report = write_report(self.out_dir, asdict(self.config), summary, evaluation)
+        if "returns" in summary:
+            _append_returns_section(report, summary["returns"])
         print(f"report: {report}", flush=True)
         print(json.dumps({"run_id": self.config.run_id, "out": str(self.out_dir), **summary}), flush=True)
         return exit_code if stop["signal"] is None else 130
@@ -226,6 +330,12 @@ class TrainRun:
         c = self.config
         monitor = RunMonitor(self.settings, self.topics.telemetry, self.out_dir / "metrics.jsonl")
         await monitor.start()
+        tracker = None
+        if c.target_return is not None:
+            tracker = ReturnTracker(self.settings, self.topics.trajectories, c.return_window, c.target_return,
+                                    c.envs_per_actor)  # fmt: skip
+            await tracker.start()
+        self.tracker = tracker
         total = c.updates or c.frames or int((c.minutes or 5) * 60)
         unit = "updates" if c.updates else ("frames" if c.frames else "s")
         deadline = time.monotonic() + (c.minutes * 60 if c.minutes else float("inf"))
@@ -233,6 +343,8 @@ class TrainRun:
         try:
             while True:
                 await monitor.poll(timeout_ms=500)
+                if tracker is not None:
+                    await tracker.poll()
                 p = monitor.progress
                 done = p.updates if c.updates else (p.frames if c.frames else int(p.elapsed_s))
                 ret = p.recent_return
@@ -244,6 +356,12 @@ class TrainRun:
                 bar.update(min(done, total) - bar.n)  # redraws at most once per mininterval
                 if stop["signal"] is not None:
                     self.stop_reason = f"{stop['signal']} received"
+                    break
+                if tracker is not None and c.stop_at_target and tracker.reached:
+                    self.stop_reason = (
+                        f"{c.return_window}-episode mean return reached {c.target_return:g} "
+                        f"at {tracker.reached_at} env frames"
+                    )
                     break
                 if c.updates and p.updates >= c.updates:
                     self.stop_reason = f"reached {c.updates} learner updates"
@@ -266,6 +384,9 @@ class TrainRun:
             # Let the learner's last packets land before the report reads the metrics.
             await monitor.poll(timeout_ms=300)
             await monitor.stop()
+            if tracker is not None:
+                await tracker.poll(timeout_ms=300)
+                await tracker.stop()
         return monitor.progress
 
     def _summary(self, progress: Any, wall_s: float) -> dict[str, Any]:
@@ -280,29 +401,49 @@ class TrainRun:
             "recent_return": progress.recent_return,
             "rejected_batches": int(progress.learner.get("rejected_batches", 0)),
             "deadlettered": int(progress.replay.get("deadlettered", 0)),
-        }
+        } | self._returns_summary()
+
+    def _returns_summary(self) -> dict[str, Any]:
+        tracker = getattr(self, "tracker", None)
+        if tracker is None:
+            return {}
+        (self.out_dir / "returns.json").write_text(
+            json.dumps(tracker.summary() | {"curve": [[f, round(m, 3)] for f, m in tracker.curve]})
+        )
+        return {"returns": tracker.summary()}
 
     async def _fetch_final_policy(self) -> Path | None:
-        """The newest verified snapshot on the policy topic, written as policy.safetensors + policy.json."""
+        """The newest verified snapshot on the policy topic, written as policy.safetensors + policy.json.
+
+        The learner publishes in version order on one partition, so the newest is among the last
+        records: read those first (a long run leaves thousands of not-yet-compacted snapshots) and
+        scan the whole topic only if none of them verifies.
+        """
         consumer = make_consumer(self.settings, group_id=None)
         await consumer.start()
         newest: pb.PolicySnapshot | None = None
         try:
             tp = TopicPartition(self.topics.policy, 0)
             consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
+            begin = (await consumer.beginning_offsets([tp]))[tp]
             end = (await consumer.end_offsets([tp]))[tp]
-            deadline = time.monotonic() + 20
-            while await consumer.position(tp) < end and time.monotonic() < deadline:
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    for rec in records:
-                        try:
-                            snap = decode_envelope(rec.value, expect=pb.PolicySnapshot).payload
-                            verify_snapshot(snap, policy_key())
-                        except LeylineError:
-                            continue
-                        if newest is None or snap.version >= newest.version:
-                            newest = snap
+            for start in (max(begin, end - 16), begin):
+                consumer.seek(tp, start)
+                deadline = time.monotonic() + 60
+                while await consumer.position(tp) < end and time.monotonic() < deadline:
+                    for records in (await consumer.getmany(tp, timeout_ms=500)).values():
+                        for rec in records:
+                            if rec.offset >= end:
+                                continue
+                            try:
+                                snap = decode_envelope(rec.value, expect=pb.PolicySnapshot).payload
+                                verify_snapshot(snap, policy_key())
+                            except LeylineError:
+                                continue
+                            if newest is None or snap.version >= newest.version:
+                                newest = snap
+                if newest is not None or start == begin:
+                    break
         finally:
             await consumer.stop()
         if newest is None:
@@ -314,10 +455,16 @@ class TrainRun:
 
     def _evaluate(self, policy_path: Path) -> dict[str, Any]:
         c = self.config
+        if c.torch_threads:
+            import torch
+
+            torch.set_num_threads(c.torch_threads)
         if c.env.startswith("gym:"):
             from tamiyo.producers.gym_eval import evaluate_gym_policy
 
-            return evaluate_gym_policy(policy_path, c.env, episodes=20, seed=c.seed + 10_000)
+            if c.eval_episodes < 1:
+                return {}
+            return evaluate_gym_policy(policy_path, c.env, episodes=c.eval_episodes, seed=c.seed + 10_000)
         from tamiyo.producers.evaluate import evaluate
         from tamiyo.producers.policy_controller import PolicyController
 
@@ -336,3 +483,22 @@ class TrainRun:
         else:
             verdict = "the trained policy does not beat the heuristic in this run"
         return {"tasks": c.eval_tasks, "seed": c.seed + 10_000, "controllers": results, "verdict": verdict}
+
+
+def _append_returns_section(report: Path, r: dict[str, Any]) -> None:
+    reached = (
+        f"first reached at **{r['reached_at_frames']:,} env frames** ({r['reached_after_s']} s into the run)"
+        if r["reached_at_frames"] is not None
+        else "**not reached**"
+    )
+    lines = [
+        "",
+        f"## Episode returns ({r['window']}-episode window, from the trajectories topic)",
+        "",
+        f"- target {r['target']:g}: {reached}",
+        f"- episodes: {r['episodes']}, frames published: {r['frames_published']:,}",
+        f"- best window mean: {r['best_window_mean']}, final window mean: {r['final_window_mean']}",
+        "",
+    ]
+    with report.open("a") as f:
+        f.write("\n".join(lines))

@@ -20,31 +20,11 @@ from tamiyo.learner.impala import ImpalaConfig, ImpalaLearner
 from tamiyo.learner.model import ModelConfig, TamiyoGNN
 from tamiyo.learner.policy import ModelPolicy
 from tamiyo.learner.ppo import PPOConfig, PPOLearner
+from tamiyo.learner.presets import CARTPOLE_IMPALA, CARTPOLE_MODEL, CARTPOLE_PPO  # noqa: F401  (re-exported)
 from tamiyo.producers.gym_env import GymGraphEnv
 from tamiyo.producers.rollout import RolloutCollector
 
-# CartPole-specific settings for the learning proofs (the library defaults stay the seed's).
-# PPO follows the rl-baselines3-zoo CartPole tuning: short rollouts, many epochs, gamma .98,
-# lambda .8, no entropy bonus, no value clipping.  The KL stop stays on at 0.02 (measured:
-# seeds 1-3 reach 450 at ~50-61k steps with it, ~27-39k without).  IMPALA uses small batches
-# (16 unrolls x 20 steps) so there are many learner steps in the budget.
-CARTPOLE_MODEL = ModelConfig(hidden=64, separate_critic=True)
-CARTPOLE_PPO = PPOConfig(
-    num_envs=8,
-    rollout_length=32,
-    minibatch_size=256,
-    update_epochs=20,
-    learning_rate=1e-3,
-    final_lr_ratio=0.0,
-    warmup_updates=0,
-    ent_coef=0.0,
-    gamma=0.98,
-    gae_lambda=0.8,
-    clip_vloss=False,
-    target_kl=0.02,
-    total_env_steps=200_000,
-)
-CARTPOLE_IMPALA = ImpalaConfig(batch_size=16, unroll_length=20, learning_rate=2e-3, entropy_cost=0.01, rmsprop_eps=0.01)
+# The CartPole presets live in learner/presets.py (shared with `tamiyo learner|train --preset cartpole`).
 
 
 @dataclass

@@ -4,6 +4,8 @@ dead-letters bad batches, withholds snapshots after non-finite updates, and resu
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 
 import numpy as np
 import pytest
@@ -158,3 +160,21 @@ async def test_learner_reruns_a_recorded_batch_stream_offline(kafka_settings, ru
     service = LearnerService(config, kafka_settings, rerun)
     result = await asyncio.wait_for(service.run(), timeout=120)
     assert result["updates"] == 3
+
+
+async def test_learner_cli_trains_on_a_recording_and_stops_by_itself(kafka_settings, run_name, tmp_path):
+    from tamiyo.consumers.topic_tools import record_topic
+
+    source = Topics.for_run(run_name)
+    await ensure_topics(kafka_settings, source)
+    await produce(kafka_settings, source.batches, _batches(2))
+    recording = str(tmp_path / "b.tyrec")
+    await record_topic(kafka_settings, source.batches, recording)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tamiyo.cli.main", "learner", "--from-recording", recording, "--run", run_name + "x",
+        "--env", ENV, "--hidden", "16", "--stop-when-idle", "3", "--bootstrap", kafka_settings.bootstrap,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=180)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert json.loads(out.decode().strip().splitlines()[-1])["updates"] == 2

@@ -1,0 +1,175 @@
+"""Learning proofs through Kafka (`tamiyo train --preset ...`), several seeds; prints one JSON object, saves a PNG.
+
+    python bench/learning_over_kafka.py --proof ppo-cartpole --seeds 3      # 20-ep mean >= 450 within 200k frames
+    python bench/learning_over_kafka.py --proof impala-cartpole --seeds 3   # >= 400 within 500k frames
+    python bench/learning_over_kafka.py --proof impala-host-sim --seeds 2 --minutes 10 --tasks 300
+
+Each run is the same `tamiyo train` command the slow tests run (tests/services/
+test_learning_over_kafka.py runs one fixed seed each with the CI budget).  The
+CartPole proofs read the windowed return from the run's trajectories topic
+(runs/<id>/returns.json) and report the env-frame count at which the target was
+first reached.  The host-sim proof evaluates the final snapshot with `tamiyo
+eval` on held-out tasks next to the heuristic (same tasks: a paired comparison).
+
+Without --bootstrap a local broker is started in --data-dir and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+TAMIYO = [sys.executable, "-m", "tamiyo.cli.main"]
+
+# name -> (train arguments, target return, frame budget)
+PROOFS: dict[str, tuple[list[str], float | None, int | None]] = {
+    "ppo-cartpole": (["--env", "gym:CartPole-v1", "--algo", "ppo", "--preset", "cartpole"], 450.0, 200_000),
+    "impala-cartpole": (["--env", "gym:CartPole-v1", "--algo", "impala", "--preset", "cartpole"], 400.0, 500_000),
+    "impala-host-sim": (["--env", "host-sim", "--algo", "impala", "--preset", "host-sim"], None, None),
+}
+
+
+def train(proof: str, seed: int, out: Path, bootstrap: str, minutes: float | None, extra: list[str]) -> dict:
+    args, target, budget = PROOFS[proof]
+    run_id = f"bench-{proof}-s{seed}-{int(time.time())}"
+    cmd = [*TAMIYO, "train", *args, "--bootstrap", bootstrap, "--seed", str(seed), "--out", str(out),
+           "--run-id", run_id, "--torch-threads", "1", "--eval-tasks", "2"]  # fmt: skip
+    if target is not None:
+        cmd += ["--target-return", str(target), "--stop-at-target", "--frames", str(budget)]
+    if minutes is not None:
+        cmd += ["--minutes", str(minutes)]
+    cmd += extra
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"train failed ({proc.returncode}): {proc.stderr[-3000:]}")
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    result = {"seed": seed, "run_id": run_id, "wall_s": round(wall, 1), "updates": summary["updates"],
+              "frames": summary["frames"], "stop_reason": summary["stop_reason"]}  # fmt: skip
+    returns_path = out / run_id / "returns.json"
+    if returns_path.exists():
+        r = json.loads(returns_path.read_text())
+        result |= {"reached_at": r["reached_at_frames"], "reached_after_s": r["reached_after_s"],
+                   "best_window_mean": r["best_window_mean"], "curve": r["curve"]}  # fmt: skip
+        result["passed"] = r["reached_at_frames"] is not None and r["reached_at_frames"] <= budget
+    result["policy"] = str(out / run_id / "policy.safetensors")
+    return result
+
+
+def evaluate(controller: str, tasks: int, seed: int) -> dict:
+    cmd = [*TAMIYO, "eval", "--controller", controller, "--env", "host-sim", "--tasks", str(tasks), "--seed", str(seed)]
+    # One torch thread: on a small machine the default threads spin against each other (~6x slower).
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    return json.loads(proc.stdout)
+
+
+def paired_difference(a: dict, b: dict) -> dict:
+    """Mean of a - b over the same tasks, with a 95% Student-t interval."""
+    from tamiyo.producers.evaluate import confidence_interval
+
+    ra = {t["task_seed"]: t["return"] for t in a["per_task"]}
+    rb = {t["task_seed"]: t["return"] for t in b["per_task"]}
+    diff = np.array([ra[s] - rb[s] for s in ra])
+    lo, hi = confidence_interval(diff)
+    return {"mean": float(diff.mean()), "ci95": [lo, hi], "tasks": int(diff.size)}
+
+
+def summarize_eval(r: dict) -> dict:
+    return {"mean_return": round(r["mean_return"], 4), "ci95": [round(x, 4) for x in r["return_ci95"]]}
+
+
+def save_png(results: list[dict], proof: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _args, target, budget = PROOFS[proof]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in results:
+        if r.get("curve"):
+            frames, means = zip(*r["curve"], strict=True)
+            ax.plot(frames, means, label=f"seed {r['seed']}")
+    if target is not None:
+        ax.axhline(target, color="k", ls="--", lw=1, label=f"target {target:g}")
+    if budget is not None:
+        ax.axvline(budget, color="r", ls=":", lw=1, label="frame budget")
+    ax.set_xlabel("env frames (all actors)")
+    ax.set_ylabel("mean return (last 20 episodes)")
+    ax.set_title(f"{proof} through Kafka")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--proof", choices=sorted(PROOFS), required=True)
+    ap.add_argument("--seeds", type=int, default=3, help="seeds 1..N")
+    ap.add_argument("--minutes", type=float, default=None, help="wall budget per run (host-sim: the training time)")
+    ap.add_argument("--tasks", type=int, default=100, help="host-sim: held-out evaluation tasks")
+    ap.add_argument("--eval-seed", type=int, default=12345)
+    ap.add_argument("--bootstrap", default=None, help="an existing broker (default: start one)")
+    ap.add_argument("--data-dir", default=None, help="local broker data dir (default: a temp dir)")
+    ap.add_argument("--out", default=None, help="runs are written here (default: a temp dir)")
+    ap.add_argument("--png", default="bench/results/learning_over_kafka.png")
+    ap.add_argument("train_args", nargs="*", help="extra `tamiyo train` arguments (after --)")
+    args = ap.parse_args()
+    if args.proof == "impala-host-sim" and args.minutes is None:
+        args.minutes = 4.0
+
+    broker = None
+    tmp = Path(tempfile.mkdtemp(prefix="tamiyo-lok-"))
+    bootstrap = args.bootstrap
+    if bootstrap is None:
+        from tamiyo.bus.broker import LocalBroker, free_port
+
+        broker = LocalBroker(args.data_dir or tmp / "broker")
+        bootstrap = broker.up(port=free_port(), timeout_s=120).bootstrap
+    out = Path(args.out) if args.out else tmp / "runs"
+    results = []
+    try:
+        for seed in range(1, args.seeds + 1):
+            r = train(args.proof, seed, out, bootstrap, args.minutes, args.train_args)
+            if args.proof == "impala-host-sim":
+                policy = evaluate(r["policy"], args.tasks, args.eval_seed)
+                heuristic = evaluate("heuristic", args.tasks, args.eval_seed)
+                none = evaluate("none", args.tasks, args.eval_seed)
+                r["eval"] = {"tasks": args.tasks, "seed": args.eval_seed, "policy": summarize_eval(policy),
+                             "heuristic": summarize_eval(heuristic), "none": summarize_eval(none),
+                             "policy_minus_heuristic": paired_difference(policy, heuristic),
+                             "policy_minus_none": paired_difference(policy, none)}  # fmt: skip
+                r["passed"] = r["eval"]["policy_minus_heuristic"]["ci95"][0] > 0
+            print(json.dumps({k: v for k, v in r.items() if k != "curve"}), file=sys.stderr, flush=True)
+            results.append(r)
+    finally:
+        if broker is not None:
+            broker.down()
+    save_png(results, args.proof, Path(args.png))
+    reached = [r["reached_at"] for r in results if r.get("reached_at") is not None]
+    print(json.dumps({
+        "proof": args.proof,
+        "seeds": args.seeds,
+        "passed": sum(bool(r.get("passed")) for r in results),
+        "reached_at_median": float(np.median(reached)) if reached else None,
+        "wall_s_mean": round(float(np.mean([r["wall_s"] for r in results])), 1),
+        "runs": [{k: v for k, v in r.items() if k != "curve"} for r in results],
+        "png": args.png,
+    }, default=lambda x: None if isinstance(x, float) and math.isnan(x) else x))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

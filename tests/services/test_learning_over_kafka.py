@@ -1,0 +1,173 @@
+"""Learning proofs through Kafka (issue 6): `tamiyo train` with actors, replay and learner as separate processes.
+
+One fixed seed each; bench/learning_over_kafka.py runs several seeds and longer budgets.
+
+The CartPole proofs measure what the in-process proofs measure: the mean return
+of the last 20 finished episodes, read back from the run's `trajectories`
+topic (every Trajectory carries the returns of the episodes that ended in it),
+and the env-frame count, over all actors, at which it first reached the target
+(runs/<id>/returns.json; frames the replay dropped as stale count too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tamiyo.producers.evaluate import confidence_interval
+
+TAMIYO = [sys.executable, "-m", "tamiyo.cli.main"]
+# host-sim: training time, and held-out tasks for `tamiyo eval` (the same tasks for policy and heuristic).
+HOST_SIM_MINUTES = 3.0
+HOST_SIM_TASKS = 300
+HOST_SIM_EVAL_SEED = 12345
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    from tamiyo.cli.main import build_parser
+
+    return build_parser().parse_args(list(argv))
+
+
+def test_cli_preset_names_match_the_presets():
+    from tamiyo.cli.common import PRESET_NAMES
+    from tamiyo.learner.presets import PRESETS
+
+    assert set(PRESET_NAMES) == set(PRESETS)
+
+
+def test_preset_sets_the_pipeline_and_the_learner_and_explicit_flags_win(tmp_path):
+    """One source of truth: `--preset cartpole` is learner/presets.py's CARTPOLE, flags override it."""
+    from tamiyo.bus.clients import KafkaSettings
+    from tamiyo.cli.learner_cmd import config_from_args
+    from tamiyo.cli.train_cmd import config_from_args as train_config
+    from tamiyo.cli.train_run import TrainRun
+    from tamiyo.learner.presets import CARTPOLE
+
+    train = _parse("train", "--env", "gym:CartPole-v1", "--algo", "ppo", "--preset", "cartpole",
+                   "--target-kl", "off", "--lr", "5e-4", "--out", str(tmp_path), "--run-id", "p")  # fmt: skip
+    config = train_config(train)
+    shape = CARTPOLE.pipeline["ppo"]
+    assert (config.actors, config.envs_per_actor, config.unroll_length, config.batch_size) == (
+        shape.actors, shape.envs_per_actor, shape.unroll_length, shape.batch_size)  # fmt: skip
+    run = TrainRun(config, KafkaSettings("127.0.0.1:1"))
+    run.settings = run.settings_template
+    learner_argv = run.service_commands()["learner"][3:]  # after `python -m tamiyo.cli.main`
+    learner = config_from_args(_parse(*learner_argv))
+    assert learner.model == CARTPOLE.model
+    assert learner.ppo.update_epochs == CARTPOLE.ppo.update_epochs and learner.ppo.gae_lambda == 0.8
+    assert learner.ppo.target_kl is None and learner.ppo.learning_rate == 5e-4  # explicit flags win
+    plain = config_from_args(_parse("learner", "--bootstrap", "x:1"))
+    assert plain.ppo.update_epochs == 4 and plain.model.separate_critic is False  # no preset: the library's
+
+
+def _train(bootstrap: str, out: Path, run_id: str, *args: str, timeout: float) -> tuple[dict, Path, float]:
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [*TAMIYO, "train", "--bootstrap", bootstrap, "--out", str(out), "--run-id", run_id, "--torch-threads", "1",
+         *args],
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    wall = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    return summary, out / run_id, wall
+
+
+def _assert_reached(summary: dict, run: Path, target: float, budget: int, wall: float) -> None:
+    returns = json.loads((run / "returns.json").read_text())
+    report = {k: v for k, v in returns.items() if k != "curve"}
+    report |= {"wall_s": round(wall, 1), "updates": summary["updates"]}
+    print(json.dumps(report))
+    assert returns["window"] == 20 and returns["target"] == target
+    assert returns["reached_at_frames"] is not None, report
+    assert returns["reached_at_frames"] <= budget, report
+    assert summary["stop_reason"].startswith("20-episode mean return reached"), summary["stop_reason"]
+    assert summary["rejected_batches"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.broker
+def test_ppo_over_kafka_reaches_450_on_cartpole_within_200k_frames(kafka_broker, tmp_path):
+    summary, run, wall = _train(
+        kafka_broker.bootstrap, tmp_path / "runs", "lok-ppo",
+        "--env", "gym:CartPole-v1", "--algo", "ppo", "--preset", "cartpole", "--seed", "1",
+        "--frames", "200000", "--target-return", "450", "--stop-at-target", "--eval-episodes", "3",
+        timeout=560,
+    )  # fmt: skip
+    _assert_reached(summary, run, 450.0, 200_000, wall)
+
+
+@pytest.mark.slow
+@pytest.mark.broker
+def test_impala_over_kafka_reaches_400_on_cartpole_within_500k_frames(kafka_broker, tmp_path):
+    summary, run, wall = _train(
+        kafka_broker.bootstrap, tmp_path / "runs", "lok-impala",
+        "--env", "gym:CartPole-v1", "--algo", "impala", "--preset", "cartpole", "--seed", "1",
+        "--frames", "500000", "--target-return", "400", "--stop-at-target", "--eval-episodes", "3",
+        timeout=560,
+    )  # fmt: skip
+    _assert_reached(summary, run, 400.0, 500_000, wall)
+    # The actors acted with older snapshots than the learner's: V-trace corrected real off-policy data.
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    learner = [r["metrics"] for r in rows if r["source"] == "learner"]
+    lags = [m["policy_lag_mean"] for m in learner if "policy_lag_mean" in m]
+    assert lags and max(lags) > 0.5
+
+
+def _eval(controller: str, tasks: int, seed: int) -> dict:
+    # One torch thread: on a 2-core machine the default two spin against the other processes (~6x slower).
+    proc = subprocess.run(
+        [*TAMIYO, "eval", "--controller", controller, "--env", "host-sim", "--tasks", str(tasks), "--seed", str(seed)],
+        capture_output=True, text=True, timeout=400, env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def _paired(a: dict, b: dict) -> tuple[float, float, float]:
+    """Mean of a - b over the same held-out tasks, with its 95% Student-t interval."""
+    assert [t["task_seed"] for t in a["per_task"]] == [t["task_seed"] for t in b["per_task"]]
+    diff = np.array([x["return"] - y["return"] for x, y in zip(a["per_task"], b["per_task"], strict=True)])
+    lo, hi = confidence_interval(diff)
+    return float(diff.mean()), lo, hi
+
+
+@pytest.mark.slow
+@pytest.mark.broker
+def test_impala_over_kafka_on_host_sim_learns_a_controller_that_beats_none_and_random(kafka_broker, tmp_path):
+    """What a CI-sized budget proves on host-sim (issue 6 asks for beating `heuristic`; see the bench for that).
+
+    After HOST_SIM_MINUTES of IMPALA through Kafka, `tamiyo eval` of the final snapshot on 300 held-out tasks
+    beats `none` and `random` on the same tasks (paired 95% intervals exclude 0) and is not significantly
+    worse than `heuristic`.  Measured (2 cores): the policy learns learning-rate control, ~+0.017 over
+    `none`, and lands level with `heuristic` (e.g. -0.002 [-0.008, +0.004]); it does not discover seed
+    management in this budget, which is what `heuristic` and the better schedules get their return from.
+    """
+    summary, run, wall = _train(
+        kafka_broker.bootstrap, tmp_path / "runs", "lok-host-sim",
+        "--env", "host-sim", "--algo", "impala", "--preset", "host-sim", "--seed", "1",
+        "--minutes", str(HOST_SIM_MINUTES), "--eval-tasks", "1",
+        timeout=560,
+    )  # fmt: skip
+    assert summary["rejected_batches"] == 0 and summary["updates"] > 0
+    results = {name: _eval(name, HOST_SIM_TASKS, HOST_SIM_EVAL_SEED) for name in ("heuristic", "none", "random")}
+    policy = _eval(str(run / "policy.safetensors"), HOST_SIM_TASKS, HOST_SIM_EVAL_SEED)
+    versus = {name: _paired(policy, other) for name, other in results.items()}
+    print(json.dumps({
+        "wall_s": round(wall, 1), "updates": summary["updates"], "frames": summary["frames"],
+        "tasks": HOST_SIM_TASKS,
+        "mean_return_ci95": {n: [r["mean_return"], r["return_ci95"]] for n, r in {**results, "policy": policy}.items()},
+        "policy_minus": {name: [m, [lo, hi]] for name, (m, lo, hi) in versus.items()},
+    }))  # fmt: skip
+    for baseline in ("none", "random"):
+        assert versus[baseline][1] > 0, (baseline, versus[baseline])
+    assert versus["heuristic"][2] > 0, ("significantly worse than the heuristic", versus["heuristic"])
