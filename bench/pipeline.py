@@ -74,7 +74,7 @@ async def _bytes_on_topic(bootstrap: str, topic: str) -> int:
     try:
         tps = await assign_from_beginning(consumer, topic)
         end = await consumer.end_offsets(tps)
-        while any(await consumer.position(tp) < end[tp] for tp in tps):
+        while any(pos < end[tp] for tp, pos in zip(tps, [await consumer.position(tp) for tp in tps], strict=True)):
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 total += sum(len(r.value) for r in records)
     finally:
