@@ -74,6 +74,15 @@ class RunMonitor:
                 self._apply(packet)
         self._out.flush()
 
+    async def drain(self, quiet_ms: int = 500, limit_s: float = 5.0) -> None:
+        """Read until the topic has been quiet for `quiet_ms` (bounded by `limit_s`)."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            before = self.progress.packets
+            await self.poll(timeout_ms=quiet_ms)
+            if self.progress.packets == before:
+                return
+
     def _apply(self, packet: pb.TelemetryPacket) -> None:
         metrics = {m.name: m.value for m in packet.metrics if not m.labels or "algo" in m.labels}
         self.progress.packets += 1

@@ -381,8 +381,10 @@ class TrainRun:
                     break
         finally:
             bar.close()
-            # Let the learner's last packets land before the report reads the metrics.
-            await monitor.poll(timeout_ms=300)
+            # Stop the services while still listening: each sends a last telemetry packet on the way
+            # out (the actors' final frame counts, the learner's last update), which the summary needs.
+            await asyncio.to_thread(self._stop_children)
+            await monitor.drain()
             await monitor.stop()
             if tracker is not None:
                 await tracker.poll(timeout_ms=300)
