@@ -43,13 +43,36 @@ class SwappablePolicy:
             )
         self._ready.set()
 
+    def load_weights(self, state: dict[str, torch.Tensor], version: int) -> None:
+        """Copy a newer snapshot's weights into the current network in place (strict: every tensor,
+        same shapes).  Far cheaper than building a network per snapshot, which the learner publishes
+        every few updates."""
+        with self._lock:
+            inner = self._inner
+            if inner is None:
+                raise RuntimeError("no policy loaded yet")
+            own = inner.model.state_dict()
+            # Check everything first: load_state_dict copies tensor by tensor and would leave a
+            # half-updated network behind a mismatch found midway.
+            if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
+                raise ValueError("snapshot weights do not match the network's tensors and shapes")
+            inner.model.load_state_dict(state, strict=True)
+            inner.version = version
+
+    @property
+    def model(self) -> TamiyoGNN | None:
+        inner = self._inner
+        return inner.model if inner is not None else None
+
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
 
     def __call__(self, graphs: PackedGraphs, masks: np.ndarray) -> PolicyStep:
+        # The lock is held through the forward pass: weights are replaced in place between steps,
+        # never during one.
         with self._lock:
             inner = self._inner
-        if inner is None:
-            raise RuntimeError("no policy loaded yet")
-        with torch.inference_mode():
-            return inner(graphs, masks)
+            if inner is None:
+                raise RuntimeError("no policy loaded yet")
+            with torch.inference_mode():
+                return inner(graphs, masks)

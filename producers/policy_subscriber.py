@@ -23,7 +23,7 @@ from tamiyo.contracts.errors import InvalidFieldError, LeylineError
 from tamiyo.contracts.graph import GraphSchema
 from tamiyo.contracts.proto import leyline_pb2 as pb
 from tamiyo.contracts.signing import verify_snapshot
-from tamiyo.learner.snapshot import load_snapshot
+from tamiyo.learner.snapshot import load_snapshot, load_snapshot_weights, snapshot_fits
 from tamiyo.producers.behaviour import SwappablePolicy
 
 log = logging.getLogger(__name__)
@@ -69,13 +69,17 @@ class PolicySubscriber:
             config = json.loads(snap.config_json)
             if GraphSchema.from_json(json.dumps(config["schema"])) != self.schema:
                 raise InvalidFieldError("snapshot was trained for another graph schema")
-            model, _ = load_snapshot(snap.weights, snap.config_json, self.device)
+            current = self.policy.model
+            if current is not None and snapshot_fits(current, snap.config_json):
+                self.policy.load_weights(load_snapshot_weights(snap.weights, self.device), int(snap.version))
+            else:
+                model, _ = load_snapshot(snap.weights, snap.config_json, self.device)
+                self.policy.swap(model, int(snap.version))
         except (LeylineError, ValueError, KeyError, TypeError, RuntimeError) as err:
             reason = type(err).__name__
             self.stats.rejected[reason] += 1
             log.warning("rejected policy snapshot: %s: %s", reason, err)
             return False
-        self.policy.swap(model, int(snap.version))
         self.stats.loaded += 1
         self.stats.last_version = int(snap.version)
         log.info("loaded policy %s version %d", self.policy_id, snap.version)
