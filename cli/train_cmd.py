@@ -32,7 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     shape.add_argument(
         "--batch-size", type=int, default=None, help=f"trajectories per learner batch (default {d.batch_size})"
     )
-    lag_help = f"PPO: staleness limit in policy versions (default {d.max_policy_lag})"
+    shape.add_argument(
+        "--replay-mode",
+        choices=("fifo", "prioritized"),
+        default=None,
+        help="replay store (default: fifo for PPO, prioritized for IMPALA)",
+    )
+    lag_help = f"fifo replay: staleness limit in policy versions (default {d.max_policy_lag})"
     shape.add_argument("--max-policy-lag", type=int, default=None, help=lag_help)
     replay_help = "extra `tamiyo replay` argument, repeatable (e.g. --replay-arg=--max-in-flight --replay-arg=1)"
     shape.add_argument("--replay-arg", action="append", default=None, metavar="ARG", help=replay_help)
@@ -90,6 +96,7 @@ def config_from_args(args: argparse.Namespace):
         unroll_length=pick("unroll_length"),
         batch_size=pick("batch_size"),
         max_policy_lag=pick("max_policy_lag"),
+        replay_mode=pick("replay_mode"),
         updates=args.updates,
         frames=args.frames,
         minutes=args.minutes,

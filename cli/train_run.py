@@ -61,6 +61,7 @@ class TrainConfig:
     data_dir: str = str(DEFAULT_DATA_DIR)
     keep_broker: bool = False
     max_policy_lag: int = 2
+    replay_mode: str | None = None  # fifo | prioritized; None: fifo for PPO, prioritized for IMPALA
     preset: str | None = None  # learner/presets.py: learner hyperparameters (+ the pipeline shape, via the CLI)
     learner_args: list[str] = field(default_factory=list)  # explicit learner flags (override the preset)
     replay_args: list[str] = field(default_factory=list)  # extra `tamiyo replay` flags
@@ -202,7 +203,8 @@ class TrainRun:
         if c.init_from:
             learner += ["--init-from", c.init_from]
         learner += c.learner_args + c.extra_learner_args
-        replay = ["--mode", "fifo" if ppo else "prioritized", "--batch-size", str(c.batch_size),
+        mode = c.replay_mode or ("fifo" if ppo else "prioritized")
+        replay = ["--mode", mode, "--batch-size", str(c.batch_size),
                   "--max-policy-lag", str(c.max_policy_lag), "--telemetry-every", "2",
                   "--seed", str(c.seed), *c.replay_args]  # fmt: skip
         commands = {

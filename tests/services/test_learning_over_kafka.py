@@ -25,8 +25,8 @@ import pytest
 from tamiyo.producers.evaluate import confidence_interval
 
 TAMIYO = [sys.executable, "-m", "tamiyo.cli.main"]
-# host-sim: training time, and held-out tasks for `tamiyo eval` (the same tasks for policy and heuristic).
-HOST_SIM_MINUTES = 3.0
+# host-sim: training frames, and held-out tasks for `tamiyo eval` (the same tasks for policy and heuristic).
+HOST_SIM_FRAMES = 400_000
 HOST_SIM_TASKS = 300
 HOST_SIM_EVAL_SEED = 12345
 
@@ -67,6 +67,24 @@ def test_preset_sets_the_pipeline_and_the_learner_and_explicit_flags_win(tmp_pat
     assert learner.ppo.target_kl is None and learner.ppo.learning_rate == 5e-4  # explicit flags win
     plain = config_from_args(_parse("learner", "--bootstrap", "x:1"))
     assert plain.ppo.update_epochs == 4 and plain.model.separate_critic is False  # no preset: the library's
+
+
+def test_host_sim_preset_feeds_impala_from_the_fifo_replay_and_the_flag_overrides_it(tmp_path):
+    from tamiyo.bus.clients import KafkaSettings
+    from tamiyo.cli.train_cmd import config_from_args as train_config
+    from tamiyo.cli.train_run import TrainRun
+
+    def replay_mode(*flags: str) -> str:
+        config = train_config(_parse("train", "--env", "host-sim", "--algo", "impala", "--out", str(tmp_path),
+                                     "--run-id", "m", *flags))  # fmt: skip
+        run = TrainRun(config, KafkaSettings("127.0.0.1:1"))
+        run.settings = run.settings_template
+        argv = run.service_commands()["replay"]
+        return argv[argv.index("--mode") + 1]
+
+    assert replay_mode("--preset", "host-sim") == "fifo"
+    assert replay_mode("--preset", "host-sim", "--replay-mode", "prioritized") == "prioritized"
+    assert replay_mode() == "prioritized"  # IMPALA's default without a preset
 
 
 def _train(bootstrap: str, out: Path, run_id: str, *args: str, timeout: float) -> tuple[dict, Path, float]:
@@ -143,20 +161,18 @@ def _paired(a: dict, b: dict) -> tuple[float, float, float]:
 
 @pytest.mark.slow
 @pytest.mark.broker
-def test_impala_over_kafka_on_host_sim_learns_a_controller_that_beats_none_and_random(kafka_broker, tmp_path):
-    """What a CI-sized budget proves on host-sim (issue 6 asks for beating `heuristic`; see the bench for that).
-
-    After HOST_SIM_MINUTES of IMPALA through Kafka, `tamiyo eval` of the final snapshot on 300 held-out tasks
-    beats `none` and `random` on the same tasks (paired 95% intervals exclude 0) and is not significantly
-    worse than `heuristic`.  Measured (2 cores): the policy learns learning-rate control, ~+0.017 over
-    `none`, and lands level with `heuristic` (e.g. -0.002 [-0.008, +0.004]); it does not discover seed
-    management in this budget, which is what `heuristic` and the better schedules get their return from.
+def test_impala_over_kafka_on_host_sim_beats_the_heuristic_on_held_out_tasks(kafka_broker, tmp_path):
+    """Issue 6's host-sim proof: after HOST_SIM_FRAMES of IMPALA through Kafka (`--preset host-sim`), `tamiyo
+    eval` of the final snapshot on 300 held-out tasks beats `heuristic`, `none` and `random` on the same tasks:
+    each paired 95% interval of (policy - baseline) lies above 0.  The policy has to learn seed management
+    (germinate, advance through blending, fossilize) for this: a policy that learns only learning-rate
+    control ties `heuristic` (measured).  ~5 min of training on 2 cores.
     """
     summary, run, wall = _train(
         kafka_broker.bootstrap, tmp_path / "runs", "lok-host-sim",
         "--env", "host-sim", "--algo", "impala", "--preset", "host-sim", "--seed", "1",
-        "--minutes", str(HOST_SIM_MINUTES), "--eval-tasks", "1",
-        timeout=560,
+        "--frames", str(HOST_SIM_FRAMES), "--eval-tasks", "1",
+        timeout=1200,
     )  # fmt: skip
     assert summary["rejected_batches"] == 0 and summary["updates"] > 0
     results = {name: _eval(name, HOST_SIM_TASKS, HOST_SIM_EVAL_SEED) for name in ("heuristic", "none", "random")}
@@ -168,6 +184,6 @@ def test_impala_over_kafka_on_host_sim_learns_a_controller_that_beats_none_and_r
         "mean_return_ci95": {n: [r["mean_return"], r["return_ci95"]] for n, r in {**results, "policy": policy}.items()},
         "policy_minus": {name: [m, [lo, hi]] for name, (m, lo, hi) in versus.items()},
     }))  # fmt: skip
-    for baseline in ("none", "random"):
+    assert summary["frames"] >= HOST_SIM_FRAMES
+    for baseline in ("heuristic", "none", "random"):
         assert versus[baseline][1] > 0, (baseline, versus[baseline])
-    assert versus["heuristic"][2] > 0, ("significantly worse than the heuristic", versus["heuristic"])
