@@ -51,6 +51,7 @@ from tamiyo.contracts.codec import EnvelopeEncoder, decode_envelope
 from tamiyo.contracts.errors import LeylineError
 from tamiyo.contracts.packing import unroll_from_proto
 from tamiyo.contracts.proto import leyline_pb2 as pb
+from tamiyo.contracts.telemetry import LabelledMetric, telemetry_packet
 from tamiyo.contracts.topics import Topics
 from tamiyo.replay_store.fifo import OnPolicyFifo
 from tamiyo.replay_store.prioritized import PrioritizedReplay
@@ -417,13 +418,11 @@ class ReplayService:
         return metrics
 
     async def _send_telemetry(self) -> None:
-        now = time.time_ns()
-        packet = pb.TelemetryPacket(
-            source=f"replay/{self.config.replay_id}", timestamp_ns=now, run_id=self.config.run_id
+        reasons = getattr(getattr(self, "deadletter", None), "counts", Counter())
+        packet = telemetry_packet(
+            f"replay/{self.config.replay_id}",
+            self.config.run_id,
+            self.telemetry_metrics(),
+            labelled=[LabelledMetric("deadlettered_by_reason", float(n), {"reason": r}) for r, n in reasons.items()],
         )
-        packet.health = pb.HEALTH_OK
-        for name, value in self.telemetry_metrics().items():
-            packet.metrics.add(name=name, value=value, timestamp_ns=now)
-        for reason, count in getattr(getattr(self, "deadletter", None), "counts", Counter()).items():
-            packet.metrics.add(name="deadlettered_by_reason", value=float(count), labels={"reason": reason})
         await self.producer.send(self.topics.telemetry, self.encoder.encode(packet), key=b"replay")

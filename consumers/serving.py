@@ -46,6 +46,7 @@ from tamiyo.contracts.graph import GraphSchema, PackedGraphs
 from tamiyo.contracts.packing import graphs_from_proto, unpack_mask
 from tamiyo.contracts.proto import leyline_pb2 as pb
 from tamiyo.contracts.signing import policy_key
+from tamiyo.contracts.telemetry import LabelledMetric, telemetry_packet
 from tamiyo.contracts.topics import Topics
 from tamiyo.learner.model import TamiyoGNN
 from tamiyo.producers.behaviour import SwappablePolicy
@@ -365,15 +366,13 @@ class ServeService:
                     await asyncio.wait_for(self._send_telemetry(), timeout=5)
 
     async def _send_telemetry(self) -> None:
-        now = time.time_ns()
-        packet = pb.TelemetryPacket(
-            source=f"serve/{self.config.serve_id}",
-            timestamp_ns=now,
-            run_id=self.config.run_id,
-            health=pb.HEALTH_OK if self.stats.publish_errors == 0 else pb.HEALTH_DEGRADED,
+        packet = telemetry_packet(
+            f"serve/{self.config.serve_id}",
+            self.config.run_id,
+            self.telemetry_metrics(),
+            healthy=self.stats.publish_errors == 0,
+            labelled=[
+                LabelledMetric("dead_lettered", float(n), {"reason": r}) for r, n in self.dead_letter_reasons.items()
+            ],
         )
-        for name, value in self.telemetry_metrics().items():
-            packet.metrics.add(name=name, value=value, timestamp_ns=now)
-        for reason, count in self.dead_letter_reasons.items():
-            packet.metrics.add(name="dead_lettered", value=float(count), labels={"reason": reason}, timestamp_ns=now)
         await self._producer.send(self.topics.telemetry, self.telemetry_encoder.encode(packet), key=b"serve")

@@ -35,6 +35,7 @@ from tamiyo.contracts.errors import InvalidFieldError, LeylineError
 from tamiyo.contracts.packing import unroll_from_proto
 from tamiyo.contracts.proto import leyline_pb2 as pb
 from tamiyo.contracts.signing import policy_key
+from tamiyo.contracts.telemetry import Event, telemetry_packet
 from tamiyo.contracts.topics import Topics
 from tamiyo.contracts.unroll import Unroll
 from tamiyo.learner.checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
@@ -309,24 +310,16 @@ class LearnerService:
         await self.producer.send_and_wait(self.topics.priorities, self.encoder.encode(update), key=b"learner")
 
     async def _send_telemetry(self, metrics: dict[str, float]) -> None:
-        now = time.time_ns()
         healthy = metrics.get("skipped", 0.0) == 0.0
-        packet = pb.TelemetryPacket(
-            source="learner",
-            timestamp_ns=now,
-            run_id=self.config.run_id,
-            health=pb.HEALTH_OK if healthy else pb.HEALTH_DEGRADED,
+        skipped = Event("update_skipped", "non-finite loss or gradients, or circuit breaker open", pb.SEVERITY_WARNING)
+        packet = telemetry_packet(
+            "learner",
+            self.config.run_id,
+            metrics,
+            healthy=healthy,
+            labels={"algo": self.config.algo},
+            events=() if healthy else (skipped,),
         )
-        for name, value in metrics.items():
-            if np.isfinite(value):
-                packet.metrics.add(name=name, value=float(value), timestamp_ns=now, labels={"algo": self.config.algo})
-        if not healthy:
-            packet.events.add(
-                name="update_skipped",
-                message="non-finite loss or gradients, or circuit breaker open",
-                severity=pb.SEVERITY_WARNING,
-                timestamp_ns=now,
-            )
         await self.producer.send(self.topics.telemetry, self.encoder.encode(packet), key=b"learner")
 
     def _checkpoint(self) -> None:

@@ -37,8 +37,8 @@ from tamiyo.bus.clients import KafkaSettings, make_producer
 from tamiyo.bus.observability import headers_for, instruments, tracer
 from tamiyo.contracts.codec import EnvelopeEncoder
 from tamiyo.contracts.packing import unroll_to_proto
-from tamiyo.contracts.proto import leyline_pb2 as pb
 from tamiyo.contracts.signing import policy_key
+from tamiyo.contracts.telemetry import telemetry_packet
 from tamiyo.contracts.topics import Topics
 from tamiyo.contracts.unroll import Unroll
 from tamiyo.producers.actor_config import OVERFLOW_POLICIES, ActorConfig
@@ -317,13 +317,10 @@ class Actor:
         return metrics
 
     async def _send_telemetry(self) -> None:
-        now = time.time_ns()
-        packet = pb.TelemetryPacket(
-            source=f"actor/{self.config.actor_id}",
-            timestamp_ns=now,
-            run_id=self.config.run_id,
-            health=pb.HEALTH_OK if self.stats.publish_errors == 0 else pb.HEALTH_DEGRADED,
+        packet = telemetry_packet(
+            f"actor/{self.config.actor_id}",
+            self.config.run_id,
+            self.telemetry_metrics(),
+            healthy=self.stats.publish_errors == 0,
         )
-        for name, value in self.telemetry_metrics().items():
-            packet.metrics.add(name=name, value=value, timestamp_ns=now)
         await self._producer.send(self.topics.telemetry, self.telemetry_encoder.encode(packet), key=b"actor")
