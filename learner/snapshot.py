@@ -45,32 +45,28 @@ def save_snapshot(model: TamiyoGNN, version: int) -> Snapshot:
     return Snapshot(weights=st_save(state, metadata={"format": FORMAT}), config_json=text, version=int(version))
 
 
-def _parse_config(config_json: str) -> tuple[GraphSchema, ModelConfig, int]:
+def parse_snapshot_config(config_json: str) -> tuple[GraphSchema, ModelConfig, int]:
+    """The graph schema, network config and policy version a snapshot's JSON config declares."""
     config = json.loads(config_json)
-    if config.get("format") != FORMAT:
-        raise ValueError(f"not a {FORMAT} snapshot: {config.get('format')!r}")
+    declared = config.get("format") if isinstance(config, dict) else None
+    if declared != FORMAT:
+        raise ValueError(f"not a {FORMAT} snapshot: {declared!r}")
     schema = GraphSchema.from_json(json.dumps(config["schema"]))
     return schema, ModelConfig.from_json(json.dumps(config["model"])), int(config["version"])
 
 
 def load_snapshot(weights: bytes, config_json: str, device: torch.device | str = "cpu") -> tuple[TamiyoGNN, int]:
     """Rebuild the network described by ``config_json`` and load ``weights`` into it."""
-    schema, model_config, version = _parse_config(config_json)
+    schema, model_config, version = parse_snapshot_config(config_json)
     model = TamiyoGNN(schema, model_config)
-    model.load_state_dict(st_load(weights), strict=True)
+    model.load_state_dict(load_snapshot_weights(weights), strict=True)
     return model.to(device), version
 
 
-def snapshot_fits(model: TamiyoGNN, config_json: str) -> bool:
-    """True when the snapshot describes ``model``'s network (same schema and config), so its weights
-    can be copied into ``model`` in place instead of building a new network."""
-    schema, model_config, _ = _parse_config(config_json)
-    return schema == model.schema and model_config == model.config
-
-
-def load_snapshot_weights(weights: bytes, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
-    """The tensors of a snapshot (safetensors: no code runs while parsing), for ``load_state_dict``."""
-    return st_load(weights) if str(device) == "cpu" else {k: v.to(device) for k, v in st_load(weights).items()}
+def load_snapshot_weights(weights: bytes) -> dict[str, torch.Tensor]:
+    """The tensors of a snapshot (safetensors: no code runs while parsing), on the CPU; ``load_state_dict``
+    copies them onto the network's device."""
+    return st_load(weights)
 
 
 def write_snapshot(snapshot: Snapshot, directory: Path | str, stem: str = "policy") -> tuple[Path, Path]:

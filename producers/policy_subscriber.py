@@ -12,7 +12,6 @@ policy it has.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from tamiyo.contracts.errors import InvalidFieldError, LeylineError
 from tamiyo.contracts.graph import GraphSchema
 from tamiyo.contracts.proto import leyline_pb2 as pb
 from tamiyo.contracts.signing import verify_snapshot
-from tamiyo.learner.snapshot import load_snapshot, load_snapshot_weights, snapshot_fits
+from tamiyo.learner.snapshot import load_snapshot, load_snapshot_weights, parse_snapshot_config
 from tamiyo.producers.behaviour import SwappablePolicy
 
 log = logging.getLogger(__name__)
@@ -66,12 +65,13 @@ class PolicySubscriber:
                 return False  # another policy on the same topic: not ours, not an error
             if int(snap.version) <= self.policy.version:
                 return False
-            config = json.loads(snap.config_json)
-            if GraphSchema.from_json(json.dumps(config["schema"])) != self.schema:
+            schema, model_config, _ = parse_snapshot_config(snap.config_json)
+            if schema != self.schema:
                 raise InvalidFieldError("snapshot was trained for another graph schema")
             current = self.policy.model
-            if current is not None and snapshot_fits(current, snap.config_json):
-                self.policy.load_weights(load_snapshot_weights(snap.weights, self.device), int(snap.version))
+            if current is not None and current.schema == schema and current.config == model_config:
+                # The same network: copy the weights in place instead of building it again.
+                self.policy.load_weights(load_snapshot_weights(snap.weights), int(snap.version))
             else:
                 model, _ = load_snapshot(snap.weights, snap.config_json, self.device)
                 self.policy.swap(model, int(snap.version))

@@ -81,6 +81,9 @@ def test_snapshot_rejects_foreign_config():
     bad["format"] = "something-else"
     with pytest.raises(ValueError):
         load_snapshot(snap.weights, json.dumps(bad))
+    for not_an_object in ("[1, 2]", '"tamiyo-policy/1"', "7"):  # valid JSON, not a config object
+        with pytest.raises(ValueError):
+            load_snapshot(snap.weights, not_an_object)
 
 
 def test_no_pickle_or_torch_load_in_the_learner():
