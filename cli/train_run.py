@@ -282,8 +282,7 @@ class TrainRun:
             (self.out_dir / "pids.json").write_text(
                 json.dumps({c.name: c.proc.pid for c in self.children} | {"broker": self._broker_pid()})
             )
-            progress = asyncio.run(self._monitor(stop))
-            self._stop_children()
+            progress = asyncio.run(self._monitor(stop))  # stops the services before it returns
             summary = self._summary(progress, time.monotonic() - started)
             if stop["signal"] is None and self.stop_reason.startswith("service"):
                 exit_code = 1
