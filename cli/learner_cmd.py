@@ -96,10 +96,12 @@ def add_hyperparameter_arguments(p: argparse.ArgumentParser, presets: list[str])
     g.add_argument("--clip-coef", type=float, default=None, help="PPO: ratio clip (default 0.2)")
     g.add_argument("--clip-vloss", type=_bool, default=None, metavar="BOOL", help="PPO: clip the value loss")
     g.add_argument("--vf-coef", type=float, default=None, help="PPO: value loss coefficient")
-    g.add_argument("--lr-schedule", choices=("linear_decay", "constant"), default=None, help="PPO")
-    g.add_argument("--final-lr-ratio", type=float, default=None, help="PPO: LR at the end of the schedule / LR")
+    g.add_argument("--lr-schedule", choices=("linear_decay", "constant"), default=None,
+                   help="default: PPO linear_decay, IMPALA constant (presets may differ)")  # fmt: skip
+    g.add_argument("--final-lr-ratio", type=float, default=None, help="LR at the end of the schedule / LR")
     g.add_argument("--warmup-updates", type=int, default=None, help="PPO: LR warm-up updates")
-    g.add_argument("--total-frames", type=int, default=None, help="PPO LR schedule horizon (default 1,000,000)")
+    g.add_argument("--total-frames", type=int, default=None,
+                   help="LR schedule horizon in frames (default 1,000,000; `tamiyo train`: --frames)")  # fmt: skip
     g.add_argument("--rmsprop-eps", type=float, default=None, help="IMPALA: RMSprop epsilon (default 0.1)")
     g.add_argument("--baseline-cost", type=float, default=None, help="IMPALA: value loss weight (default 0.5)")
 
@@ -163,6 +165,9 @@ def hyperparameters_from_args(args: argparse.Namespace):
         entropy_cost=args.entropy_coef,
         rmsprop_eps=args.rmsprop_eps,
         baseline_cost=args.baseline_cost,
+        lr_schedule=args.lr_schedule,
+        final_lr_ratio=args.final_lr_ratio,
+        total_env_steps=args.total_frames,
     )
     return model, ppo, impala
 

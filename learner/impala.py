@@ -20,6 +20,7 @@ from tamiyo.learner.batching import collate
 from tamiyo.learner.circuit_breaker import CircuitBreaker, guarded_step
 from tamiyo.learner.distribution import MaskedFactoredCategorical
 from tamiyo.learner.model import TamiyoGNN
+from tamiyo.learner.schedules import linear_warmup_decay, set_lr
 from tamiyo.learner.unroll_batch import batch_unrolls
 from tamiyo.learner.vtrace import vtrace
 
@@ -41,6 +42,11 @@ class ImpalaConfig:
     batch_size: int = 128  # unrolls per learner step
     unroll_length: int = 20
     priority_eps: float = 1e-6
+    # Learning rate against env frames learned from: "constant" (the seed's), or "linear_decay" to
+    # final_lr_ratio x lr at total_env_steps (the IMPALA paper and TorchBeast anneal to 0).
+    lr_schedule: str = "constant"
+    final_lr_ratio: float = 0.0
+    total_env_steps: int = 1_000_000
 
 
 @dataclass
@@ -70,12 +76,22 @@ class ImpalaLearner:
         self.version = 0  # successful learner steps = policy version
         self.head_names = [h.name for h in model.schema.action_heads]
 
+    def current_lr(self, frames_per_step: int) -> float:
+        """The LR for the next step.  The schedule's clock is frames learned from, version x frames per
+        step (every step of a run sees the same batch shape), so a resumed learner continues it exactly."""
+        cfg = self.cfg
+        if cfg.lr_schedule == "constant":
+            return cfg.learning_rate
+        frac = linear_warmup_decay(self.version * frames_per_step, cfg.total_env_steps, 0, cfg.final_lr_ratio)
+        return cfg.learning_rate * frac
+
     def step(self, unrolls: Sequence[Unroll], importance_weights: np.ndarray | None = None) -> ImpalaStepResult:
         cfg, model, dev = self.cfg, self.model, self.device
         if not self.breaker.allow():
             return ImpalaStepResult({"skipped": 1.0, "breaker_open": 1.0}, np.zeros(0))
         batch = batch_unrolls(unrolls, dev)
         t, b, n = batch.t, batch.b, batch.num_steps
+        set_lr(self.optimizer, self.current_lr(n))
 
         # One forward pass over observations, bootstrap and final observations.
         out = model(collate(batch.graphs, dev))

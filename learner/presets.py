@@ -109,15 +109,30 @@ CARTPOLE = Preset(
 # (400 unrolls at ~2.6 samples per insert) re-used stale unrolls at a lag of ~15.  `tamiyo train
 # --algo impala` without this preset keeps the prioritized replay (--replay-mode chooses).
 #
-# Learner: the seed's entropy cost never discovers seed management on host-sim (a 15-config
-# in-process sweep): the policy learns only LR control and ties `heuristic`.  An entropy cost of
-# 0.005 learns germinate -> advance -> fossilize; a learning rate of 2e-3 gets there in fewer frames
-# than 1e-3.  gamma = 1: an episode is a fixed epoch budget whose return is exactly the accuracy
-# gained minus rent, and discounting would bias against seeds, which cost rent at once and pay off
-# ~10 epochs later.  Rewards are small (an episode's return is ~0.5): a smaller RMSprop epsilon.
+# Learner: with the seed's entropy cost the policy never discovers seed management on host-sim (a
+# 15-config in-process sweep): it learns only LR control and ties `heuristic`.  Discovering it is a
+# sudden, seed-dependent jump (germinate -> advance through blending -> fossilize); with an entropy
+# cost of 0.005 it came in 3 of 4 runs through Kafka and 1 of 2 in-process, and the fourth Kafka run
+# (a CI run) beat the heuristic by only +0.008, CI [-0.003, +0.019].  An entropy cost of 0.01 keeps
+# exploring longer (in-process it found seed management on the seed where 0.005 and 0.02 did not);
+# the eval is greedy, so the extra entropy costs the final policy nothing.  The learning rate (2e-3:
+# fewer frames than 1e-3) decays linearly to 0 over the run's frame budget, as in the IMPALA paper,
+# so the final snapshot is a settled policy rather than wherever the last noisy step left it.
+# With both, through Kafka at 500k frames (greedy eval, 300 held-out tasks): +0.043 [+0.031, +0.056],
+# +0.048 [+0.039, +0.058] and +0.029 [+0.023, +0.035] over `heuristic` (seeds 1, 2, 3).
+# gamma = 1: an episode is a fixed epoch budget whose return is exactly the accuracy gained minus
+# rent, and discounting would bias against seeds, which cost rent at once and pay off ~10 epochs
+# later.  Rewards are small (an episode's return is ~0.5): a smaller RMSprop epsilon.
 HOST_SIM_MODEL = ModelConfig(hidden=32, layers=("sage",), separate_critic=False)
 HOST_SIM_IMPALA = ImpalaConfig(
-    batch_size=16, unroll_length=20, learning_rate=2e-3, entropy_cost=0.005, rmsprop_eps=0.01, gamma=1.0
+    batch_size=16,
+    unroll_length=20,
+    learning_rate=2e-3,
+    lr_schedule="linear_decay",
+    final_lr_ratio=0.0,
+    entropy_cost=0.01,
+    rmsprop_eps=0.01,
+    gamma=1.0,
 )
 HOST_SIM = Preset(
     name="host-sim",

@@ -114,6 +114,22 @@ def test_ppo_defaults_are_the_seed_config():
     assert (i.batch_size, i.unroll_length, i.gamma) == (128, 20, 0.99)
 
 
+def test_impala_lr_is_constant_by_default_and_decays_linearly_with_frames_learned():
+    torch.manual_seed(0)
+    constant = ImpalaLearner(TamiyoGNN(SCHEMA, SMALL), ImpalaConfig())
+    data = on_policy(constant.model, unrolls(n=4, t=8))  # 32 frames per step
+    for _ in range(3):
+        assert constant.step(data).metrics["learning_rate"] == pytest.approx(1e-4)
+
+    config = ImpalaConfig(learning_rate=1e-3, lr_schedule="linear_decay", final_lr_ratio=0.0, total_env_steps=128)
+    learner = ImpalaLearner(TamiyoGNN(SCHEMA, SMALL), config)
+    seen = [learner.step(data).metrics["learning_rate"] for _ in range(6)]
+    assert seen == pytest.approx([1e-3, 0.75e-3, 0.5e-3, 0.25e-3, 0.0, 0.0])  # 0, 32, 64, 96, 128+ frames
+    resumed = ImpalaLearner(TamiyoGNN(SCHEMA, SMALL), config)
+    resumed.version = 2  # a restored checkpoint carries the version: the schedule continues, not restarts
+    assert resumed.step(data).metrics["learning_rate"] == pytest.approx(0.5e-3)
+
+
 def test_impala_step_metrics_priorities_and_lag():
     torch.manual_seed(0)
     model = TamiyoGNN(SCHEMA, SMALL)

@@ -26,7 +26,7 @@ from tamiyo.producers.evaluate import confidence_interval
 
 TAMIYO = [sys.executable, "-m", "tamiyo.cli.main"]
 # host-sim: training frames, and held-out tasks for `tamiyo eval` (the same tasks for policy and heuristic).
-HOST_SIM_FRAMES = 400_000
+HOST_SIM_FRAMES = 500_000
 HOST_SIM_TASKS = 300
 HOST_SIM_EVAL_SEED = 12345
 
@@ -85,6 +85,26 @@ def test_host_sim_preset_feeds_impala_from_the_fifo_replay_and_the_flag_override
     assert replay_mode("--preset", "host-sim") == "fifo"
     assert replay_mode("--preset", "host-sim", "--replay-mode", "prioritized") == "prioritized"
     assert replay_mode() == "prioritized"  # IMPALA's default without a preset
+
+
+def test_host_sim_preset_decays_the_impala_lr_to_zero_over_the_trains_frame_budget(tmp_path):
+    from tamiyo.bus.clients import KafkaSettings
+    from tamiyo.cli.learner_cmd import config_from_args
+    from tamiyo.cli.train_cmd import config_from_args as train_config
+    from tamiyo.cli.train_run import TrainRun
+
+    def learner_impala(*flags: str):
+        config = train_config(_parse("train", "--env", "host-sim", "--algo", "impala", "--out", str(tmp_path),
+                                     "--run-id", "d", *flags))  # fmt: skip
+        run = TrainRun(config, KafkaSettings("127.0.0.1:1"))
+        run.settings = run.settings_template
+        return config_from_args(_parse(*run.service_commands()["learner"][3:])).impala
+
+    decayed = learner_impala("--preset", "host-sim", "--frames", "123456")
+    assert (decayed.lr_schedule, decayed.final_lr_ratio, decayed.total_env_steps) == ("linear_decay", 0.0, 123456)
+    assert learner_impala("--preset", "host-sim", "--frames", "1000", "--lr-schedule", "constant").lr_schedule == (
+        "constant")  # fmt: skip
+    assert learner_impala("--frames", "1000").lr_schedule == "constant"  # the seed's IMPALA without a preset
 
 
 def _train(bootstrap: str, out: Path, run_id: str, *args: str, timeout: float) -> tuple[dict, Path, float]:
@@ -166,7 +186,7 @@ def test_impala_over_kafka_on_host_sim_beats_the_heuristic_on_held_out_tasks(kaf
     eval` of the final snapshot on 300 held-out tasks beats `heuristic`, `none` and `random` on the same tasks:
     each paired 95% interval of (policy - baseline) lies above 0.  The policy has to learn seed management
     (germinate, advance through blending, fossilize) for this: a policy that learns only learning-rate
-    control ties `heuristic` (measured).  ~5 min of training on 2 cores.
+    control ties `heuristic` (measured).  ~7 min of training on 2 cores.
     """
     summary, run, wall = _train(
         kafka_broker.bootstrap, tmp_path / "runs", "lok-host-sim",
@@ -185,5 +205,8 @@ def test_impala_over_kafka_on_host_sim_beats_the_heuristic_on_held_out_tasks(kaf
         "policy_minus": {name: [m, [lo, hi]] for name, (m, lo, hi) in versus.items()},
     }))  # fmt: skip
     assert summary["frames"] >= HOST_SIM_FRAMES
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    lrs = [r["metrics"]["learning_rate"] for r in rows if r["source"] == "learner" and "learning_rate" in r["metrics"]]
+    assert lrs[0] > 1e-3 and lrs[-1] < 0.05 * lrs[0], (lrs[0], lrs[-1])  # the preset's decay over --frames
     for baseline in ("heuristic", "none", "random"):
         assert versus[baseline][1] > 0, (baseline, versus[baseline])
