@@ -181,6 +181,7 @@ def _paired(a: dict, b: dict) -> tuple[float, float, float]:
 
 @pytest.mark.slow
 @pytest.mark.broker
+@pytest.mark.timeout(1500)  # ~7.5 min of training, then four 300-task evals; the suite's 600 s is too tight
 def test_impala_over_kafka_on_host_sim_beats_the_heuristic_on_held_out_tasks(kafka_broker, tmp_path):
     """Issue 6's host-sim proof: after HOST_SIM_FRAMES of IMPALA through Kafka (`--preset host-sim`), `tamiyo
     eval` of the final snapshot on 300 held-out tasks beats `heuristic`, `none` and `random` on the same tasks:
