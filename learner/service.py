@@ -47,6 +47,7 @@ from tamiyo.learner.snapshot_signing import signed_snapshot
 
 log = logging.getLogger(__name__)
 ALGOS = ("impala", "ppo")
+UPDATE_SKIPPED = Event("update_skipped", "non-finite loss or gradients, or circuit breaker open", pb.SEVERITY_WARNING)
 
 
 @dataclass
@@ -311,14 +312,13 @@ class LearnerService:
 
     async def _send_telemetry(self, metrics: dict[str, float]) -> None:
         healthy = metrics.get("skipped", 0.0) == 0.0
-        skipped = Event("update_skipped", "non-finite loss or gradients, or circuit breaker open", pb.SEVERITY_WARNING)
         packet = telemetry_packet(
             "learner",
             self.config.run_id,
             metrics,
             healthy=healthy,
             labels={"algo": self.config.algo},
-            events=() if healthy else (skipped,),
+            events=() if healthy else (UPDATE_SKIPPED,),
         )
         await self.producer.send(self.topics.telemetry, self.encoder.encode(packet), key=b"learner")
 

@@ -37,6 +37,32 @@ def _parse(*argv: str) -> argparse.Namespace:
     return build_parser().parse_args(list(argv))
 
 
+def _train_run(tmp_path: Path, *train_flags: str):
+    """The TrainRun `tamiyo train FLAGS` builds (no broker: only its config and service commands are read)."""
+    from tamiyo.bus.clients import KafkaSettings
+    from tamiyo.cli.train_cmd import config_from_args
+    from tamiyo.cli.train_run import TrainRun
+
+    run = TrainRun(
+        config_from_args(_parse("train", "--out", str(tmp_path), *train_flags)), KafkaSettings("127.0.0.1:1")
+    )
+    run.settings = run.settings_template
+    return run
+
+
+def _learner_config(run):
+    """The LearnerConfig the learner process of ``run`` would build from its command line."""
+    from tamiyo.cli.learner_cmd import config_from_args
+
+    return config_from_args(_parse(*run.service_commands()["learner"][3:]))  # after `python -m tamiyo.cli.main`
+
+
+def _learner_metrics(run_dir: Path) -> list[dict]:
+    """The learner's telemetry metrics of a finished run, in order (runs/<id>/metrics.jsonl)."""
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    return [r["metrics"] for r in rows if r["source"] == "learner"]
+
+
 def test_cli_preset_names_match_the_presets():
     from tamiyo.cli.common import PRESET_NAMES
     from tamiyo.learner.presets import PRESETS
@@ -46,22 +72,16 @@ def test_cli_preset_names_match_the_presets():
 
 def test_preset_sets_the_pipeline_and_the_learner_and_explicit_flags_win(tmp_path):
     """One source of truth: `--preset cartpole` is learner/presets.py's CARTPOLE, flags override it."""
-    from tamiyo.bus.clients import KafkaSettings
     from tamiyo.cli.learner_cmd import config_from_args
-    from tamiyo.cli.train_cmd import config_from_args as train_config
-    from tamiyo.cli.train_run import TrainRun
     from tamiyo.learner.presets import CARTPOLE
 
-    train = _parse("train", "--env", "gym:CartPole-v1", "--algo", "ppo", "--preset", "cartpole",
-                   "--target-kl", "off", "--lr", "5e-4", "--out", str(tmp_path), "--run-id", "p")  # fmt: skip
-    config = train_config(train)
+    run = _train_run(tmp_path, "--env", "gym:CartPole-v1", "--algo", "ppo", "--preset", "cartpole",
+                     "--target-kl", "off", "--lr", "5e-4", "--run-id", "p")  # fmt: skip
+    config = run.config
     shape = CARTPOLE.pipeline["ppo"]
     assert (config.actors, config.envs_per_actor, config.unroll_length, config.batch_size) == (
         shape.actors, shape.envs_per_actor, shape.unroll_length, shape.batch_size)  # fmt: skip
-    run = TrainRun(config, KafkaSettings("127.0.0.1:1"))
-    run.settings = run.settings_template
-    learner_argv = run.service_commands()["learner"][3:]  # after `python -m tamiyo.cli.main`
-    learner = config_from_args(_parse(*learner_argv))
+    learner = _learner_config(run)
     assert learner.model == CARTPOLE.model
     assert learner.ppo.update_epochs == CARTPOLE.ppo.update_epochs and learner.ppo.gae_lambda == 0.8
     assert learner.ppo.target_kl is None and learner.ppo.learning_rate == 5e-4  # explicit flags win
@@ -70,17 +90,9 @@ def test_preset_sets_the_pipeline_and_the_learner_and_explicit_flags_win(tmp_pat
 
 
 def test_host_sim_preset_feeds_impala_from_the_fifo_replay_and_the_flag_overrides_it(tmp_path):
-    from tamiyo.bus.clients import KafkaSettings
-    from tamiyo.cli.train_cmd import config_from_args as train_config
-    from tamiyo.cli.train_run import TrainRun
-
     def replay_mode(*flags: str) -> str:
-        config = train_config(_parse("train", "--env", "host-sim", "--algo", "impala", "--out", str(tmp_path),
-                                     "--run-id", "m", *flags))  # fmt: skip
-        run = TrainRun(config, KafkaSettings("127.0.0.1:1"))
-        run.settings = run.settings_template
-        argv = run.service_commands()["replay"]
-        return argv[argv.index("--mode") + 1]
+        argv = _train_run(tmp_path, "--env", "host-sim", "--algo", "impala", "--run-id", "m", *flags).service_commands()
+        return argv["replay"][argv["replay"].index("--mode") + 1]
 
     assert replay_mode("--preset", "host-sim") == "fifo"
     assert replay_mode("--preset", "host-sim", "--replay-mode", "prioritized") == "prioritized"
@@ -88,17 +100,10 @@ def test_host_sim_preset_feeds_impala_from_the_fifo_replay_and_the_flag_override
 
 
 def test_host_sim_preset_decays_the_impala_lr_to_zero_over_the_trains_frame_budget(tmp_path):
-    from tamiyo.bus.clients import KafkaSettings
-    from tamiyo.cli.learner_cmd import config_from_args
-    from tamiyo.cli.train_cmd import config_from_args as train_config
-    from tamiyo.cli.train_run import TrainRun
-
     def learner_impala(*flags: str):
-        config = train_config(_parse("train", "--env", "host-sim", "--algo", "impala", "--out", str(tmp_path),
-                                     "--run-id", "d", *flags))  # fmt: skip
-        run = TrainRun(config, KafkaSettings("127.0.0.1:1"))
-        run.settings = run.settings_template
-        return config_from_args(_parse(*run.service_commands()["learner"][3:])).impala
+        return _learner_config(
+            _train_run(tmp_path, "--env", "host-sim", "--algo", "impala", "--run-id", "d", *flags)
+        ).impala
 
     decayed = learner_impala("--preset", "host-sim", "--frames", "123456")
     assert (decayed.lr_schedule, decayed.final_lr_ratio, decayed.total_env_steps) == ("linear_decay", 0.0, 123456)
@@ -155,9 +160,7 @@ def test_impala_over_kafka_reaches_400_on_cartpole_within_500k_frames(kafka_brok
     )  # fmt: skip
     _assert_reached(summary, run, 400.0, 500_000, wall)
     # The actors acted with older snapshots than the learner's: V-trace corrected real off-policy data.
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    learner = [r["metrics"] for r in rows if r["source"] == "learner"]
-    lags = [m["policy_lag_mean"] for m in learner if "policy_lag_mean" in m]
+    lags = [m["policy_lag_mean"] for m in _learner_metrics(run) if "policy_lag_mean" in m]
     assert lags and max(lags) > 0.5
 
 
@@ -206,8 +209,7 @@ def test_impala_over_kafka_on_host_sim_beats_the_heuristic_on_held_out_tasks(kaf
         "policy_minus": {name: [m, [lo, hi]] for name, (m, lo, hi) in versus.items()},
     }))  # fmt: skip
     assert summary["frames"] >= HOST_SIM_FRAMES
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    lrs = [r["metrics"]["learning_rate"] for r in rows if r["source"] == "learner" and "learning_rate" in r["metrics"]]
+    lrs = [m["learning_rate"] for m in _learner_metrics(run) if "learning_rate" in m]
     assert lrs[0] > 1e-3 and lrs[-1] < 0.05 * lrs[0], (lrs[0], lrs[-1])  # the preset's decay over --frames
     for baseline in ("heuristic", "none", "random"):
         assert versus[baseline][1] > 0, (baseline, versus[baseline])
