@@ -76,14 +76,10 @@ def evaluate(controller: str, tasks: int, seed: int) -> dict:
 
 
 def paired_difference(a: dict, b: dict) -> dict:
-    """Mean of a - b over the same tasks, with a 95% Student-t interval."""
-    from tamiyo.producers.evaluate import confidence_interval
+    from tamiyo.producers.evaluate import paired_difference as paired
 
-    ra = {t["task_seed"]: t["return"] for t in a["per_task"]}
-    rb = {t["task_seed"]: t["return"] for t in b["per_task"]}
-    diff = np.array([ra[s] - rb[s] for s in ra])
-    lo, hi = confidence_interval(diff)
-    return {"mean": float(diff.mean()), "ci95": [lo, hi], "tasks": int(diff.size)}
+    mean, lo, hi = paired(a, b)
+    return {"mean": mean, "ci95": [lo, hi], "tasks": len(a["per_task"])}
 
 
 def summarize_eval(r: dict) -> dict:

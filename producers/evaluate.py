@@ -38,6 +38,17 @@ def confidence_interval(values: np.ndarray) -> tuple[float, float]:
     return mean - half, mean + half
 
 
+def paired_difference(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float, float]:
+    """Mean of a - b over the same tasks, with its 95% Student-t interval, from two `evaluate` results
+    (or `tamiyo eval` JSON).  Pairing by task removes the task-to-task variance both controllers share."""
+    seeds_a, seeds_b = [t["task_seed"] for t in a["per_task"]], [t["task_seed"] for t in b["per_task"]]
+    if seeds_a != seeds_b:
+        raise ValueError("paired_difference needs both controllers evaluated on the same tasks")
+    diff = np.array([x["return"] - y["return"] for x, y in zip(a["per_task"], b["per_task"], strict=True)])
+    lo, hi = confidence_interval(diff)
+    return float(diff.mean()), lo, hi
+
+
 def run_episode(env: HostEnv, controller: Controller, task_seed: int) -> dict[str, Any]:
     obs = env.reset(seed=task_seed)
     controller.reset(task_seed)

@@ -104,6 +104,20 @@ def test_confidence_interval_uses_student_t() -> None:
     assert confidence_interval(np.array([0.5])) == (0.5, 0.5)
 
 
+def test_paired_difference_is_the_interval_of_per_task_differences_and_refuses_unpaired_tasks() -> None:
+    from tamiyo.producers.evaluate import confidence_interval, paired_difference
+
+    def result(returns: list[float], seeds: list[int]) -> dict:
+        return {"per_task": [{"task_seed": s, "return": r} for s, r in zip(seeds, returns, strict=True)]}
+
+    a, b = result([0.5, 0.7, 0.4, 0.9], [1, 2, 3, 4]), result([0.45, 0.6, 0.42, 0.8], [1, 2, 3, 4])
+    diff = np.array([0.05, 0.1, -0.02, 0.1])
+    mean, lo, hi = paired_difference(a, b)
+    assert mean == pytest.approx(diff.mean()) and (lo, hi) == pytest.approx(confidence_interval(diff))
+    with pytest.raises(ValueError, match="same tasks"):
+        paired_difference(a, result([0.45, 0.6, 0.42, 0.8], [1, 2, 4, 3]))
+
+
 @pytest.mark.slow
 def test_lookahead_oracle_bounds_the_tuned_schedule_from_above() -> None:
     """The privileged oracle (foresight of the noise) shows how much is left above `tuned`."""

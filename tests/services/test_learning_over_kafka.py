@@ -19,10 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from tamiyo.producers.evaluate import confidence_interval
+from tamiyo.producers.evaluate import paired_difference
 
 TAMIYO = [sys.executable, "-m", "tamiyo.cli.main"]
 # host-sim: training frames, and held-out tasks for `tamiyo eval` (the same tasks for policy and heuristic).
@@ -174,14 +173,6 @@ def _eval(controller: str, tasks: int, seed: int) -> dict:
     return json.loads(proc.stdout)
 
 
-def _paired(a: dict, b: dict) -> tuple[float, float, float]:
-    """Mean of a - b over the same held-out tasks, with its 95% Student-t interval."""
-    assert [t["task_seed"] for t in a["per_task"]] == [t["task_seed"] for t in b["per_task"]]
-    diff = np.array([x["return"] - y["return"] for x, y in zip(a["per_task"], b["per_task"], strict=True)])
-    lo, hi = confidence_interval(diff)
-    return float(diff.mean()), lo, hi
-
-
 @pytest.mark.slow
 @pytest.mark.broker
 @pytest.mark.timeout(1500)  # ~7.5 min of training, then four 300-task evals; the suite's 600 s is too tight
@@ -201,7 +192,7 @@ def test_impala_over_kafka_on_host_sim_beats_the_heuristic_on_held_out_tasks(kaf
     assert summary["rejected_batches"] == 0 and summary["updates"] > 0
     results = {name: _eval(name, HOST_SIM_TASKS, HOST_SIM_EVAL_SEED) for name in ("heuristic", "none", "random")}
     policy = _eval(str(run / "policy.safetensors"), HOST_SIM_TASKS, HOST_SIM_EVAL_SEED)
-    versus = {name: _paired(policy, other) for name, other in results.items()}
+    versus = {name: paired_difference(policy, other) for name, other in results.items()}
     print(json.dumps({
         "wall_s": round(wall, 1), "updates": summary["updates"], "frames": summary["frames"],
         "tasks": HOST_SIM_TASKS,
