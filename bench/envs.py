@@ -95,8 +95,8 @@ async def _actor_run(controller: str, args: argparse.Namespace, bootstrap: str, 
     from tamiyo.contracts.codec import EnvelopeEncoder
     from tamiyo.contracts.signing import policy_key
     from tamiyo.contracts.topics import Topics
-    from tamiyo.learner.model import TamiyoGNN
-    from tamiyo.learner.snapshot_signing import signed_snapshot
+    from tamiyo.policy.model import TamiyoGNN
+    from tamiyo.policy.signing import signed_snapshot
     from tamiyo.producers.actor import Actor, ActorConfig
 
     settings, topics = KafkaSettings(bootstrap), Topics.for_run(run)

@@ -20,12 +20,13 @@ import numpy as np
 import torch
 from torch_geometric.data import Batch, HeteroData
 
-from tamiyo.learner.batching import collate
+from tamiyo.contracts.host_schema import host_schema
+from tamiyo.contracts.random_unrolls import random_graphs, random_unroll
 from tamiyo.learner.impala import ImpalaConfig, ImpalaLearner
-from tamiyo.learner.model import TamiyoGNN
 from tamiyo.learner.ppo import PPOConfig, PPOLearner
-from tamiyo.learner.synthetic import host_like_schema, random_graphs, random_unroll
 from tamiyo.learner.vtrace import vtrace
+from tamiyo.policy.batching import collate
+from tamiyo.policy.model import TamiyoGNN
 
 
 def timed(fn: Callable[[], object], repeats: int, warmup: int = 2, sync: bool = False) -> float:
@@ -55,7 +56,7 @@ def bench_vtrace(device: torch.device, sync: bool) -> float:
 
 
 def bench_collation(device: torch.device) -> dict[str, float]:
-    schema = host_like_schema()
+    schema = host_schema(3, 3)
     packed = random_graphs(schema, 256, np.random.default_rng(0))
     data_list = []
     for i in range(256):
@@ -72,7 +73,7 @@ def bench_collation(device: torch.device) -> dict[str, float]:
 
 
 def bench_ppo(device: torch.device) -> dict[str, float]:
-    schema = host_like_schema()
+    schema = host_schema(3, 3)
     rng = np.random.default_rng(0)
     unrolls = [random_unroll(schema, 32, rng) for _ in range(16)]  # 512 samples = 16 minibatches of 32
     torch.manual_seed(0)
@@ -82,7 +83,7 @@ def bench_ppo(device: torch.device) -> dict[str, float]:
 
 
 def bench_impala(device: torch.device) -> float:
-    schema = host_like_schema()
+    schema = host_schema(3, 3)
     rng = np.random.default_rng(0)
     unrolls = [random_unroll(schema, 20, rng) for _ in range(128)]
     torch.manual_seed(0)

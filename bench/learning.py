@@ -16,14 +16,12 @@ from pathlib import Path
 
 import torch
 
-from tamiyo.learner.inprocess import (
-    CARTPOLE_IMPALA,
-    CARTPOLE_MODEL,
-    CARTPOLE_PPO,
-    LearningCurve,
-    train_impala_gym,
-    train_ppo_gym,
-)
+from tamiyo.contracts.env_schemas import env_schema
+from tamiyo.learner.inprocess import LearningCurve, train_impala, train_ppo
+from tamiyo.learner.presets import CARTPOLE_IMPALA, CARTPOLE_MODEL, CARTPOLE_PPO
+from tamiyo.producers.experience import env_collectors
+
+ENV = "gym:CartPole-v1"
 
 GOALS = {"ppo": (450.0, 200_000), "impala": (400.0, 500_000)}
 
@@ -31,8 +29,9 @@ GOALS = {"ppo": (450.0, 200_000), "impala": (400.0, 500_000)}
 def run(algo: str, seed: int, full: bool, device: str, refresh_every: int) -> LearningCurve:
     threshold, budget = GOALS[algo]
     if algo == "ppo":
-        return train_ppo_gym(
-            "gym:CartPole-v1",
+        return train_ppo(
+            env_schema(ENV),
+            env_collectors(ENV, seed),
             CARTPOLE_PPO,
             seed,
             CARTPOLE_MODEL,
@@ -40,8 +39,9 @@ def run(algo: str, seed: int, full: bool, device: str, refresh_every: int) -> Le
             stop_at_threshold=not full,
             device=device,
         )
-    return train_impala_gym(
-        "gym:CartPole-v1",
+    return train_impala(
+        env_schema(ENV),
+        env_collectors(ENV, seed),
         CARTPOLE_IMPALA,
         seed,
         budget,

@@ -31,8 +31,8 @@ import torch
 from tamiyo.bus.broker import LocalBroker, free_port
 from tamiyo.bus.clients import KafkaSettings, assign_from_beginning, make_consumer
 from tamiyo.learner.impala import ImpalaConfig, ImpalaLearner
-from tamiyo.learner.model import ModelConfig, TamiyoGNN
-from tamiyo.learner.policy import ModelPolicy
+from tamiyo.policy.model import ModelConfig, TamiyoGNN
+from tamiyo.policy.model_policy import ModelPolicy
 from tamiyo.producers.envs import make_env
 from tamiyo.producers.rollout import RolloutCollector
 

@@ -41,12 +41,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tamiyo.consumers.serving import Decider, GreedyPolicy
+from tamiyo.consumers.serve_core import Decider, GreedyPolicy
 from tamiyo.contracts.codec import EnvelopeEncoder, decode_envelope
 from tamiyo.contracts.packing import graphs_from_proto, unpack_mask
 from tamiyo.contracts.proto import leyline_pb2 as pb
-from tamiyo.learner.model import ModelConfig, TamiyoGNN
-from tamiyo.learner.policy import ModelPolicy
+from tamiyo.policy.model import ModelConfig, TamiyoGNN
+from tamiyo.policy.model_policy import ModelPolicy
 from tamiyo.producers.controllers import make_controller
 from tamiyo.producers.envs import make_env
 
@@ -85,7 +85,7 @@ def in_process(args: argparse.Namespace) -> dict[str, object]:
     torch.set_num_threads(default_threads)
     naive = ModelPolicy(model, deterministic=True)
     enc = EnvelopeEncoder("bench/baseline")
-    from tamiyo.consumers.serving import command_from_action
+    from tamiyo.contracts.commands import command_from_action
 
     base: list[float] = []
     with torch.inference_mode():
@@ -221,7 +221,7 @@ async def _e2e(args: argparse.Namespace, model: TamiyoGNN, bootstrap: str, workd
     from tamiyo.bus.clients import KafkaSettings, make_producer
     from tamiyo.contracts.signing import policy_key
     from tamiyo.contracts.topics import Topics
-    from tamiyo.learner.snapshot_signing import signed_snapshot
+    from tamiyo.policy.signing import signed_snapshot
 
     settings = KafkaSettings(bootstrap=bootstrap)
     packets, _ = make_packets(args.e2e + 20, seed=1)

@@ -18,8 +18,9 @@ MAX_KEPT_VALUE_BYTES = 64 << 10  # enough to debug a record, not enough to re-am
 
 
 class DeadLetterSink:
-    def __init__(self, producer: AIOKafkaProducer, topic: str, consumer_name: str) -> None:
-        self.producer = producer
+    """Counts by reason live here (telemetry reads them); the producer is the service's own, per send."""
+
+    def __init__(self, topic: str, consumer_name: str) -> None:
         self.topic = topic
         self.consumer_name = consumer_name
         self.encoder = EnvelopeEncoder(source=f"{consumer_name}/deadletter")
@@ -29,7 +30,7 @@ class DeadLetterSink:
     def total(self) -> int:
         return sum(self.counts.values())
 
-    async def send(self, record: ConsumerRecord, err: BaseException) -> None:
+    async def send(self, producer: AIOKafkaProducer, record: ConsumerRecord, err: BaseException) -> None:
         reason = type(err).__name__
         self.counts[reason] += 1
         instruments().deadlettered.add(1, {"reason": reason, "topic": record.topic})
@@ -47,4 +48,4 @@ class DeadLetterSink:
             consumer=self.consumer_name,
         )
         log.warning("dead-lettered %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset, reason, err)
-        await self.producer.send_and_wait(self.topic, self.encoder.encode(letter), key=record.key)
+        await producer.send_and_wait(self.topic, self.encoder.encode(letter), key=record.key)

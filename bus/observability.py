@@ -152,6 +152,10 @@ class Instruments:
         )
         # A gauge, not a histogram: losses can be negative (policy-gradient and entropy terms).
         self.learner_loss = meter.create_gauge("tamiyo.learner.loss", description="latest learner losses, by name")
+        self.serve_latency_ms = meter.create_histogram(
+            "tamiyo.serve.decision.duration", unit="ms", description="state packet decode -> GNN -> command encode"
+        )
+        self.serve_decisions = meter.create_counter("tamiyo.serve.decisions", unit="{command}")
 
 
 @cache

@@ -128,9 +128,9 @@ def _set(obj, **changes):
 def hyperparameters_from_args(args: argparse.Namespace):
     """(ModelConfig, PPOConfig, ImpalaConfig): the preset's (or the library's), overridden by explicit flags."""
     from tamiyo.learner.impala import ImpalaConfig
-    from tamiyo.learner.model import ModelConfig
     from tamiyo.learner.ppo import PPOConfig
     from tamiyo.learner.presets import get_preset
+    from tamiyo.policy.model import ModelConfig
 
     if args.preset:
         preset = get_preset(args.preset)
@@ -173,7 +173,7 @@ def hyperparameters_from_args(args: argparse.Namespace):
 
 
 def config_from_args(args: argparse.Namespace):
-    from tamiyo.learner.service import LearnerConfig
+    from tamiyo.learner.core import LearnerConfig
 
     model, ppo, impala = hyperparameters_from_args(args)
     return LearnerConfig(

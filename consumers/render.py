@@ -33,11 +33,11 @@ from tamiyo.contracts.codec import (
     decode_payload_bytes,
     parse_envelope,
     parse_message,
-    validate_payload,
 )
 from tamiyo.contracts.errors import LeylineError
 from tamiyo.contracts.packing import graphs_from_proto, unroll_from_proto
 from tamiyo.contracts.proto import leyline_pb2 as pb
+from tamiyo.contracts.validation import validate_payload
 
 
 def iso_ms(timestamp_ms: int | None) -> str | None:

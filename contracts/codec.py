@@ -3,17 +3,15 @@
 Decoding is the security boundary of every service, so it checks, in order:
 record size cap → envelope parse → required envelope fields → schema version →
 payload type → content encoding → declared size cap → bounded decompression →
-declared-vs-actual size → payload parse → payload validation (finite floats,
-consistent array sizes).  Every failure raises a subclass of `LeylineError`.
+declared-vs-actual size → payload parse → payload validation (`validation.py`: finite
+floats, consistent array sizes).  Every failure raises a subclass of `LeylineError`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -21,10 +19,8 @@ import zstandard
 from google.protobuf.message import DecodeError, Message
 
 from tamiyo.contracts.errors import (
-    InvalidFieldError,
     LeylineError,
     MalformedRecordError,
-    NonFiniteError,
     OversizeError,
     SchemaVersionError,
     SizeMismatchError,
@@ -32,6 +28,7 @@ from tamiyo.contracts.errors import (
     UnsupportedEncodingError,
 )
 from tamiyo.contracts.proto import leyline_pb2 as pb
+from tamiyo.contracts.validation import validate_payload
 
 SCHEMA_VERSION = 1
 # Versions this reader decodes.  A new major version gets its own number and
@@ -269,96 +266,6 @@ def parse_message(cls: type[M], raw: bytes) -> M:
     return msg
 
 
-# ---------------------------------------------------------------- validation
-
-_VALIDATORS: dict[type[Message], Callable[[Message], None]] = {}
-
-
-def register_validator(cls: type[Message], fn: Callable[[Message], None]) -> None:
-    """Register the contract check for a payload type (packing registers Trajectory/GraphState)."""
-    _VALIDATORS[cls] = fn
-
-
-def validate_payload(msg: Message) -> None:
-    fn = _VALIDATORS.get(type(msg))
-    if fn is not None:
-        fn(msg)
-
-
-def require_finite(values: Iterable[float], what: str) -> None:
-    for v in values:
-        if not math.isfinite(v):
-            raise NonFiniteError(f"{what} is not finite ({v})")
-
-
-def _validate_seed_state(s: pb.SeedState) -> None:
-    require_finite((s.alpha, s.gradient_norm, s.accuracy_delta), "seed state")
-    if not 0.0 <= s.alpha <= 1.0:
-        raise InvalidFieldError(f"seed alpha {s.alpha} outside [0, 1]")
-
-
-def _validate_state_packet(p: pb.SystemStatePacket) -> None:
-    # Hot path (every state packet): one sum is finite iff every term is, so the
-    # common case costs one isfinite; the per-field loop only runs to name the culprit.
-    hw = p.hardware_context
-    total = p.validation_accuracy + p.validation_loss + p.train_loss
-    total += hw.total_memory_gb + hw.available_memory_gb + sum(p.training_metrics.values())
-    if not math.isfinite(total):
-        require_finite((p.validation_accuracy, p.validation_loss, p.train_loss), "state packet")
-        require_finite(p.training_metrics.values(), "training metric")
-        require_finite((hw.total_memory_gb, hw.available_memory_gb), "hardware context")
-    if len(p.seed_states):
-        for s in p.seed_states:
-            _validate_seed_state(s)
-    if p.HasField("graph"):
-        validate_payload(p.graph)
-
-
-def _validate_command(c: pb.AdaptationCommand) -> None:
-    require_finite((c.log_prob, c.optimizer_adjustment.lr_multiplier), "adaptation command")
-    if c.HasField("optimizer_adjustment") and c.optimizer_adjustment.lr_multiplier <= 0:
-        raise InvalidFieldError("lr_multiplier must be positive")
-
-
-def _validate_telemetry(t: pb.TelemetryPacket) -> None:
-    require_finite((m.value for m in t.metrics), "telemetry metric")
-
-
-def _validate_priority_update(u: pb.PriorityUpdate) -> None:
-    if not (len(u.indices) == len(u.keys) == len(u.priorities)):
-        raise InvalidFieldError("indices, keys and priorities differ in length")
-    require_finite(u.priorities, "priority")
-    if any(p < 0 for p in u.priorities):
-        raise InvalidFieldError("negative priority")
-
-
-def _validate_sampled_batch(b: pb.SampledBatch) -> None:
-    require_finite((it.weight for it in b.items), "importance weight")
-    for it in b.items:
-        if not 0.0 <= it.weight <= 1.0:
-            raise InvalidFieldError(f"importance weight {it.weight} outside [0, 1]")
-        if it.encoding not in (pb.CONTENT_ENCODING_IDENTITY, pb.CONTENT_ENCODING_ZSTD):
-            raise UnsupportedEncodingError(f"item encoding {it.encoding}")
-        if not it.trajectory:
-            raise InvalidFieldError("empty trajectory in batch")
-
-
-def _validate_snapshot(s: pb.PolicySnapshot) -> None:
-    if len(s.sha256) != 32 or len(s.signature) != 32 or not s.weights or not s.policy_id:
-        raise InvalidFieldError("policy snapshot lacks weights, policy_id, sha256 or signature")
-
-
-register_validator(pb.SeedState, _validate_seed_state)  # type: ignore[arg-type]
-register_validator(pb.SystemStatePacket, _validate_state_packet)  # type: ignore[arg-type]
-register_validator(pb.AdaptationCommand, _validate_command)  # type: ignore[arg-type]
-register_validator(pb.TelemetryPacket, _validate_telemetry)  # type: ignore[arg-type]
-register_validator(pb.PriorityUpdate, _validate_priority_update)  # type: ignore[arg-type]
-register_validator(pb.SampledBatch, _validate_sampled_batch)  # type: ignore[arg-type]
-register_validator(pb.PolicySnapshot, _validate_snapshot)  # type: ignore[arg-type]
-
-# Registers the GraphState/Trajectory validators; imported last because packing uses this module.
-from tamiyo.contracts import packing as _packing  # noqa: E402, F401
-
 __all__ = [
     "COMPATIBLE_SCHEMA_VERSIONS",
     "DEFAULT_LIMITS",
@@ -375,6 +282,4 @@ __all__ = [
     "encode_payload_bytes",
     "parse_envelope",
     "parse_message",
-    "register_validator",
-    "validate_payload",
 ]

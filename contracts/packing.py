@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from tamiyo.contracts.codec import register_validator
 from tamiyo.contracts.errors import InvalidFieldError, NonFiniteError
 from tamiyo.contracts.graph import PackedGraphs
 from tamiyo.contracts.proto import leyline_pb2 as pb
@@ -204,7 +203,3 @@ def unpack_mask(buf: bytes, count: int) -> np.ndarray:
     if bits.size != (count + 7) // 8:
         raise InvalidFieldError("action mask byte length does not match its count")
     return np.unpackbits(bits, count=count).astype(bool)
-
-
-register_validator(pb.GraphState, graphs_from_proto)  # type: ignore[arg-type]
-register_validator(pb.Trajectory, unroll_from_proto)  # type: ignore[arg-type]

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from tamiyo.learner.model import TamiyoGNN
-from tamiyo.learner.snapshot import load_snapshot, save_snapshot
+from tamiyo.policy.model import TamiyoGNN
+from tamiyo.policy.snapshot import encode_snapshot, network_from_snapshot
 
 MODEL_FILE, MODEL_CONFIG = "model.safetensors", "model.json"
 OPTIM_FILE, STATE_FILE = "optimizer.safetensors", "state.json"
@@ -55,7 +55,7 @@ def save_checkpoint(
     tmp = directory.with_name(directory.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    snap = save_snapshot(model, int(counters.get("version", 0)))
+    snap = encode_snapshot(model, int(counters.get("version", 0)))
     (tmp / MODEL_FILE).write_bytes(snap.weights)
     (tmp / MODEL_CONFIG).write_text(snap.config_json)
     tensors, meta = _optimizer_to_flat(optimizer)
@@ -73,7 +73,9 @@ def save_checkpoint(
 def load_checkpoint(directory: Path | str, device: str = "cpu") -> tuple[TamiyoGNN, dict[str, Any]]:
     """The checkpoint's network and counters; call `restore_optimizer` once the optimizer exists."""
     directory = Path(directory)
-    model, _ = load_snapshot((directory / MODEL_FILE).read_bytes(), (directory / MODEL_CONFIG).read_text(), device)
+    model, _ = network_from_snapshot(
+        (directory / MODEL_FILE).read_bytes(), (directory / MODEL_CONFIG).read_text(), device
+    )
     return model, json.loads((directory / STATE_FILE).read_text())["counters"]
 
 

@@ -16,13 +16,13 @@ import numpy as np
 import torch
 
 from tamiyo.contracts.unroll import Unroll
-from tamiyo.learner.batching import collate
 from tamiyo.learner.circuit_breaker import CircuitBreaker, guarded_step
-from tamiyo.learner.distribution import MaskedFactoredCategorical
-from tamiyo.learner.model import TamiyoGNN
 from tamiyo.learner.schedules import linear_warmup_decay, set_lr
 from tamiyo.learner.unroll_batch import batch_unrolls
 from tamiyo.learner.vtrace import vtrace
+from tamiyo.policy.batching import collate
+from tamiyo.policy.distribution import MaskedFactoredCategorical
+from tamiyo.policy.model import TamiyoGNN
 
 
 @dataclass

@@ -1,4 +1,9 @@
-"""In-process training loops on ``gym:<id>`` envs (no bus): the learning proofs.
+"""In-process training loops (no bus): the CartPole learning proofs and quick experiments.
+
+The loops do not build environments: they get a `CollectorFactory` that, given the behaviour policy,
+the number of envs and the unroll length, returns an `ExperienceSource` (a `RolloutCollector` over
+gym or host envs, from `tamiyo.producers.experience`).  So the learner never imports the producers,
+and the same `ImpalaLearner` / `PPOLearner` cores run here, in `bench/` and in the learner service.
 
 PPO: the collector acts with the learner's own network (on-policy).
 IMPALA: the collector acts with a *copy* of the network refreshed every
@@ -11,20 +16,47 @@ from __future__ import annotations
 import copy
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
 
+from tamiyo.contracts.graph import GraphSchema
+from tamiyo.contracts.unroll import Unroll
 from tamiyo.learner.impala import ImpalaConfig, ImpalaLearner
-from tamiyo.learner.model import ModelConfig, TamiyoGNN
-from tamiyo.learner.policy import ModelPolicy
 from tamiyo.learner.ppo import PPOConfig, PPOLearner
-from tamiyo.learner.presets import CARTPOLE_IMPALA, CARTPOLE_MODEL, CARTPOLE_PPO  # noqa: F401  (re-exported)
-from tamiyo.producers.gym_env import GymGraphEnv
-from tamiyo.producers.rollout import RolloutCollector
+from tamiyo.policy.model import ModelConfig, TamiyoGNN
+from tamiyo.policy.model_policy import ModelPolicy
+from tamiyo.policy.protocol import Policy
 
-# The CartPole presets live in learner/presets.py (shared with `tamiyo learner|train --preset cartpole`).
+
+class FinishedEpisode(Protocol):
+    @property
+    def ret(self) -> float: ...
+
+    @property
+    def env_steps(self) -> int:
+        """Collector-wide env steps when the episode ended."""
+        ...
+
+
+class ExperienceSource(Protocol):
+    """Steps envs with a policy; every finished episode is kept, in order."""
+
+    @property
+    def env_steps(self) -> int: ...
+
+    @property
+    def episodes(self) -> Sequence[FinishedEpisode]: ...
+
+    def collect(self) -> list[Unroll]:
+        """One unroll per env."""
+        ...
+
+
+CollectorFactory = Callable[[Policy, int, int], ExperienceSource]  # (policy, num envs, unroll length)
 
 
 @dataclass
@@ -63,9 +95,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _track(curve: LearningCurve, collector: RolloutCollector, seen: int) -> int:
+def _track(curve: LearningCurve, source: ExperienceSource, seen: int) -> int:
     """Append windowed means for episodes finished since ``seen``; note the first threshold hit."""
-    eps = collector.episodes
+    eps = source.episodes
     for k in range(seen, len(eps)):
         recent = [e.ret for e in eps[max(0, k + 1 - curve.window) : k + 1]]
         mean = float(np.mean(recent))
@@ -76,8 +108,9 @@ def _track(curve: LearningCurve, collector: RolloutCollector, seen: int) -> int:
     return len(eps)
 
 
-def train_ppo_gym(
-    env_id: str,
+def train_ppo(
+    schema: GraphSchema,
+    make_collector: CollectorFactory,
     config: PPOConfig,
     seed: int,
     model_config: ModelConfig | None = None,
@@ -85,29 +118,30 @@ def train_ppo_gym(
     window: int = 20,
     stop_at_threshold: bool = True,
     device: torch.device | str = "cpu",
+    env_id: str = "",
 ) -> LearningCurve:
     seed_everything(seed)
-    envs = [GymGraphEnv(env_id) for _ in range(config.num_envs)]
-    model = TamiyoGNN(envs[0].schema, model_config).to(device)
+    model = TamiyoGNN(schema, model_config).to(device)
     learner = PPOLearner(model, config, device, seed=seed)
     policy = ModelPolicy(model, version=0, device=device)
-    collector = RolloutCollector(envs, policy, config.rollout_length, seed=seed, env_id=env_id)
-    curve = LearningCurve("ppo", env_id, seed, threshold, window)
+    source = make_collector(policy, config.num_envs, config.rollout_length)
+    curve = LearningCurve("ppo", env_id or schema.name, seed, threshold, window)
     start, seen = time.perf_counter(), 0
-    while collector.env_steps < config.total_env_steps:
-        unrolls = collector.collect()
-        seen = _track(curve, collector, seen)
+    while source.env_steps < config.total_env_steps:
+        unrolls = source.collect()
+        seen = _track(curve, source, seen)
         if stop_at_threshold and curve.reached_at is not None:
             break
         curve.last_metrics = learner.update(unrolls)
-        policy.version = learner.updates
-    curve.env_steps, curve.updates = collector.env_steps, learner.updates
+        policy.version = learner.version
+    curve.env_steps, curve.updates = source.env_steps, learner.version
     curve.wall_s = time.perf_counter() - start
     return curve
 
 
-def train_impala_gym(
-    env_id: str,
+def train_impala(
+    schema: GraphSchema,
+    make_collector: CollectorFactory,
     config: ImpalaConfig,
     seed: int,
     total_env_steps: int,
@@ -117,20 +151,20 @@ def train_impala_gym(
     window: int = 20,
     stop_at_threshold: bool = True,
     device: torch.device | str = "cpu",
+    env_id: str = "",
 ) -> LearningCurve:
     seed_everything(seed)
-    envs = [GymGraphEnv(env_id) for _ in range(config.batch_size)]
-    model = TamiyoGNN(envs[0].schema, model_config).to(device)
+    model = TamiyoGNN(schema, model_config).to(device)
     learner = ImpalaLearner(model, config, device)
     actor_model = copy.deepcopy(model)  # the lagging behaviour policy
     policy = ModelPolicy(actor_model, version=0, device=device)
-    collector = RolloutCollector(envs, policy, config.unroll_length, seed=seed, env_id=env_id)
-    curve = LearningCurve("impala", env_id, seed, threshold, window)
+    source = make_collector(policy, config.batch_size, config.unroll_length)
+    curve = LearningCurve("impala", env_id or schema.name, seed, threshold, window)
     start, seen = time.perf_counter(), 0
     lags: list[float] = []
-    while collector.env_steps < total_env_steps:
-        unrolls = collector.collect()
-        seen = _track(curve, collector, seen)
+    while source.env_steps < total_env_steps:
+        unrolls = source.collect()
+        seen = _track(curve, source, seen)
         if stop_at_threshold and curve.reached_at is not None:
             break
         result = learner.step(unrolls)
@@ -139,7 +173,7 @@ def train_impala_gym(
         if learner.version % refresh_every == 0:
             actor_model.load_state_dict(model.state_dict())
             policy.version = learner.version
-    curve.env_steps, curve.updates = collector.env_steps, learner.version
+    curve.env_steps, curve.updates = source.env_steps, learner.version
     curve.wall_s = time.perf_counter() - start
     curve.last_metrics["policy_lag_mean_overall"] = float(np.mean(lags)) if lags else 0.0
     return curve

@@ -16,13 +16,13 @@ import numpy as np
 import torch
 
 from tamiyo.contracts.unroll import Unroll
-from tamiyo.learner.batching import collate
 from tamiyo.learner.circuit_breaker import CircuitBreaker, guarded_step
-from tamiyo.learner.distribution import MaskedFactoredCategorical
 from tamiyo.learner.gae import gae
-from tamiyo.learner.model import TamiyoGNN
 from tamiyo.learner.schedules import linear_warmup_decay, set_lr
 from tamiyo.learner.unroll_batch import batch_unrolls
+from tamiyo.policy.batching import collate
+from tamiyo.policy.distribution import MaskedFactoredCategorical
+from tamiyo.policy.model import TamiyoGNN
 
 
 @dataclass
@@ -78,14 +78,14 @@ class PPOLearner:
         self.breaker = breaker or CircuitBreaker()
         self.optimizer = torch.optim.Adam(model.parameters(), lr=self.cfg.learning_rate, eps=self.cfg.adam_eps)
         self.rng = np.random.default_rng(seed)
-        self.updates = 0  # completed PPO iterations = policy version
+        self.version = 0  # completed PPO iterations = policy version
         self.head_names = [h.name for h in model.schema.action_heads]
 
     def current_lr(self) -> float:
         cfg = self.cfg
         if cfg.lr_schedule == "constant":
             return cfg.learning_rate
-        frac = linear_warmup_decay(self.updates, cfg.total_updates, cfg.warmup_updates, cfg.final_lr_ratio)
+        frac = linear_warmup_decay(self.version, cfg.total_updates, cfg.warmup_updates, cfg.final_lr_ratio)
         return cfg.learning_rate * frac
 
     def update(self, unrolls: Sequence[Unroll]) -> dict[str, float]:
@@ -162,7 +162,7 @@ class PPOLearner:
             epochs_done += 1
 
         if steps:
-            self.updates += 1
+            self.version += 1
 
         def mean(key: str) -> float:
             return float(np.mean(stats[key])) if stats[key] else float("nan")
@@ -183,5 +183,5 @@ class PPOLearner:
             "skipped_steps": float(skipped),
             "breaker_open": 0.0,
             "skipped": float(steps == 0),
-            "policy_version": float(self.updates),
+            "policy_version": float(self.version),
         }

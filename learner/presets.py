@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tamiyo.learner.impala import ImpalaConfig
-from tamiyo.learner.model import ModelConfig
 from tamiyo.learner.ppo import PPOConfig
+from tamiyo.policy.model import ModelConfig
 
 # CartPole-specific settings for the learning proofs.
 # PPO follows the rl-baselines3-zoo CartPole tuning: short rollouts, many epochs, gamma .98,

@@ -1,60 +1,45 @@
-"""The actor service: step N environments with the behaviour policy, publish Trajectories.
+"""The actor service: the Kafka loop around `ActorCore` (`policy` in; `trajectories` and `telemetry` out).
 
-Shape of one actor process:
-
-    env loop (worker thread)  ──unrolls──▶  bounded outbox  ──▶  publisher (idempotent producer)
+    env loop (worker thread)  ──unrolls──▶  bounded outbox  ──▶  ReliableSender (idempotent producer)
           ▲                                                          │
-          └─ SwappablePolicy ◀── PolicySubscriber (policy topic) ────┘ telemetry every few seconds
+          └─ SwappablePolicy ◀── SnapshotAcceptor ◀── policy topic   └─ telemetry every few seconds
 
-Delivery: each unroll becomes one `Trajectory` envelope keyed by actor id, with
-``producer_id = <actor id>:<incarnation>`` and a strictly increasing sequence,
-which is the replay consumer's de-duplication key (a restarted actor gets a
-new incarnation, so its sequence can start again at 0).
-
-Broker outages: the outbox holds at most ``queue_size`` unrolls.  With
-``overflow="block"`` (default) the env loop pauses when it is full — nothing is
-lost, experience just stops being produced; with ``"drop-oldest"`` the env loop
-keeps going and the oldest queued unrolls (the most off-policy ones) are
-dropped and counted.  An unroll handed to the publisher is retried (with a
-fresh producer if the old one is wedged) until the broker acknowledges it.
+Broker outages: the outbox holds at most ``queue_size`` unrolls (`Outbox`: ``block`` pauses the envs
+when it is full, ``drop-oldest`` drops and counts the oldest); at most ``max_in_flight`` more are in
+the sender, each retried until the broker acknowledges it.  Every shutdown step is bounded: a stop
+request ends the actor within seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import numpy as np
 from aiokafka.errors import KafkaError
 from opentelemetry.trace import Span, SpanKind
 
-from tamiyo.bus.clients import KafkaSettings, make_producer
+from tamiyo.bus.clients import KafkaSettings
+from tamiyo.bus.delivery import ReliableSender
+from tamiyo.bus.follow import follow_newest
+from tamiyo.bus.loops import every, send_quietly, wait_until
 from tamiyo.bus.observability import headers_for, instruments, tracer
-from tamiyo.contracts.codec import EnvelopeEncoder
-from tamiyo.contracts.packing import unroll_to_proto
 from tamiyo.contracts.signing import policy_key
-from tamiyo.contracts.telemetry import telemetry_packet
 from tamiyo.contracts.topics import Topics
 from tamiyo.contracts.unroll import Unroll
-from tamiyo.producers.actor_config import OVERFLOW_POLICIES, ActorConfig
-from tamiyo.producers.behaviour import SwappablePolicy
-from tamiyo.producers.controller_policy import ControllerPolicy
-from tamiyo.producers.controllers import make_controller
-from tamiyo.producers.envs import make_env
-from tamiyo.producers.policy_subscriber import PolicySubscriber
-from tamiyo.producers.rollout import RolloutCollector
+from tamiyo.producers.actor_config import ActorConfig
+from tamiyo.producers.actor_core import ActorCore, ActorStats
+from tamiyo.producers.outbox import Outbox
 
 log = logging.getLogger(__name__)
+__all__ = ["Actor", "ActorConfig", "ActorStats"]
 
 
 @dataclass
 class _Outgoing:
-    """An encoded unroll waiting for Kafka, with the trace context it carries."""
+    """An encoded unroll waiting for Kafka, with the span of its journey (ended on acknowledgement)."""
 
     sequence: int
     value: bytes
@@ -62,265 +47,112 @@ class _Outgoing:
     span: Span
 
 
-@dataclass
-class ActorStats:
-    unrolls_made: int = 0
-    unrolls_published: int = 0
-    unrolls_dropped: int = 0
-    env_steps: int = 0
-    episodes: int = 0
-    publish_errors: int = 0
-    recent_returns: collections.deque = field(default_factory=lambda: collections.deque(maxlen=100))
-    publish_latency_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=500))
-    sequences: list[int] = field(default_factory=list)
-
-
 class Actor:
     def __init__(self, config: ActorConfig, settings: KafkaSettings, topics: Topics) -> None:
-        if config.overflow not in OVERFLOW_POLICIES:
-            raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}")
         self.config = config
-        self.settings = settings.with_client_id(f"tamiyo-{config.actor_id}")
+        self.settings = settings
         self.topics = topics
-        self.stats = ActorStats()
-        incarnation = f"{os.getpid():x}{time.time_ns() & 0xFFFFFF:06x}"
-        self.encoder = EnvelopeEncoder(
-            source=f"actor/{config.actor_id}",
-            producer_id=f"{config.actor_id}:{incarnation}",
-            correlation_id=config.run_id,
-        )
-        # Telemetry has its own sequence space so trajectory sequences stay contiguous.
-        self.telemetry_encoder = EnvelopeEncoder(
-            source=f"actor/{config.actor_id}", producer_id=f"{config.actor_id}:{incarnation}:telemetry"
-        )
-        self.envs = [make_env(config.env, seed=config.seed * 1000 + i) for i in range(config.num_envs)]
-        self.schema = self.envs[0].schema
-        self.subscriber: PolicySubscriber | None = None
-        if config.controller == "policy":
-            self.policy: SwappablePolicy | ControllerPolicy = SwappablePolicy(device=config.device)
-            self.subscriber = PolicySubscriber(
-                settings,
-                topics.policy,
-                self.policy,
-                key=policy_key(),
-                policy_id=config.policy_id,
-                schema=self.schema,
-                device=config.device,
-            )
-        else:
-            controllers = [
-                make_controller(config.controller, seed=config.seed * 1000 + i) for i in range(len(self.envs))
-            ]
-            self.policy = ControllerPolicy(self.envs, controllers)
-        self.collector = RolloutCollector(
-            self.envs,
-            self.policy,
-            config.unroll_length,
-            seed=config.seed * 1000,
-            actor_id=config.actor_id,
-            env_id=config.env,
-        )
-        self._outbox: collections.deque[_Outgoing] = collections.deque()
+        self.core = ActorCore(config, policy_key() if config.controller == "policy" else None)
+        self.outbox: Outbox[_Outgoing] = Outbox(config.queue_size, config.overflow)
+        self.sender = ReliableSender(settings.with_client_id(f"tamiyo-{config.actor_id}"), config.max_in_flight)
         self._outbox_changed = asyncio.Event()
-        self._in_flight = 0
 
-    # ------------------------------------------------------------ the loop
+    @property
+    def stats(self) -> ActorStats:
+        return self.core.stats
 
     async def run(self, stop: asyncio.Event | None = None) -> ActorStats:
         stop = stop or asyncio.Event()
-        cfg = self.config
+        cfg, core = self.config, self.core
         tasks: list[asyncio.Task] = []
-        self._producer = make_producer(self.settings)
-        await self._producer.start()
+        await self.sender.start()
         try:
-            if self.subscriber is not None:
-                tasks.append(asyncio.create_task(self.subscriber.run(stop), name="policy-subscriber"))
-                if not await self._wait_for_policy(stop):
-                    return self.stats
+            if core.acceptor is not None:
+                follow = follow_newest(
+                    self.settings, self.topics.policy, core.acceptor.accept, stop, "tamiyo-policy-sub"
+                )
+                tasks.append(asyncio.create_task(follow, name="policy-subscriber"))
+                what = f"no policy snapshot on {self.topics.policy}"
+                if not await wait_until(lambda: core.policy_ready, stop, cfg.wait_for_policy_s, what):
+                    return core.stats
             publisher = asyncio.create_task(self._publish_loop(stop), name="publisher")
-            tasks.append(asyncio.create_task(self._telemetry_loop(stop), name="telemetry"))
+            tasks.append(
+                asyncio.create_task(every(cfg.telemetry_every_s, stop, self._send_telemetry), name="telemetry")
+            )
             started = time.monotonic()
             while not stop.is_set():
-                if cfg.max_unrolls is not None and self.stats.unrolls_made >= cfg.max_unrolls:
+                if cfg.max_unrolls is not None and core.stats.unrolls_made >= cfg.max_unrolls:
                     break
                 if cfg.max_seconds is not None and time.monotonic() - started >= cfg.max_seconds:
                     break
-                unrolls = await asyncio.to_thread(self.collector.collect)
-                for unroll in unrolls:
+                for unroll in await asyncio.to_thread(core.collect):
                     await self._enqueue(unroll, stop)
-                self._record_episodes()
+                instruments().frames.add(core.record_episodes(), {"actor": cfg.actor_id})
             await self._drain(timeout_s=15.0)
             stop.set()
             self._outbox_changed.set()
             await publisher
         finally:
-            # Every shutdown step is bounded: a stop request must end the actor within seconds.
             stop.set()
             for t in tasks:
                 t.cancel()
             if tasks:
                 await asyncio.wait(tasks, timeout=10)
-            with contextlib.suppress(KafkaError, TimeoutError):
-                await asyncio.wait_for(self._send_telemetry(), timeout=5)
-            with contextlib.suppress(KafkaError, TimeoutError):
-                await asyncio.wait_for(self._producer.stop(), timeout=15)
-        return self.stats
-
-    async def _wait_for_policy(self, stop: asyncio.Event) -> bool:
-        deadline = time.monotonic() + self.config.wait_for_policy_s
-        while not self.policy.wait_ready(0):  # type: ignore[union-attr]
-            if stop.is_set():
-                return False
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no policy snapshot on {self.topics.policy} after {self.config.wait_for_policy_s}s")
-            await asyncio.sleep(0.2)
-        return True
-
-    def _record_episodes(self) -> None:
-        eps = self.collector.episodes
-        for e in eps[self.stats.episodes :]:
-            self.stats.recent_returns.append(e.ret)
-        self.stats.episodes = len(eps)
-        instruments().frames.add(self.collector.env_steps - self.stats.env_steps, {"actor": self.config.actor_id})
-        self.stats.env_steps = self.collector.env_steps
+            await send_quietly(self._send_telemetry)
+            await self.sender.stop(timeout_s=15)
+        return core.stats
 
     async def _enqueue(self, unroll: Unroll, stop: asyncio.Event) -> None:
         # The root span of this trajectory's journey; it ends when Kafka acknowledges the record.
-        span = tracer().start_span(
-            "actor.publish",
-            kind=SpanKind.PRODUCER,
-            attributes={"tamiyo.actor": self.config.actor_id, "tamiyo.sequence": unroll.sequence},
-        )
+        attributes = {"tamiyo.actor": self.config.actor_id, "tamiyo.sequence": unroll.sequence}
+        span = tracer().start_span("actor.publish", kind=SpanKind.PRODUCER, attributes=attributes)
         t0 = time.perf_counter()
-        value = self.encoder.encode(unroll_to_proto(unroll, self.schema.name))
+        value = self.core.encode(unroll)
         instruments().encode_ms.record((time.perf_counter() - t0) * 1e3, {"payload_type": "Trajectory"})
-        self.stats.unrolls_made += 1
-        while len(self._outbox) >= self.config.queue_size:
-            if self.config.overflow == "drop-oldest":
-                dropped = self._outbox.popleft()
-                dropped.span.add_event("dropped: outbox full (overflow=drop-oldest)")
-                dropped.span.end()
-                self.stats.unrolls_dropped += 1
-                break
+        while self.outbox.must_wait:
             if stop.is_set():
                 return
             self._outbox_changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox_changed.wait(), timeout=0.5)
-        self._outbox.append(_Outgoing(unroll.sequence, value, headers_for(span), span))
+        dropped = self.outbox.put(_Outgoing(unroll.sequence, value, headers_for(span), span))
+        if dropped is not None:
+            dropped.span.add_event("dropped: outbox full (overflow=drop-oldest)")
+            dropped.span.end()
+            self.core.stats.unrolls_dropped += 1
         self._outbox_changed.set()
 
-    # ------------------------------------------------------------ publishing
-
     async def _publish_loop(self, stop: asyncio.Event) -> None:
-        key = self.config.actor_id.encode()
-        sem = asyncio.Semaphore(self.config.max_in_flight)
-        pending: set[asyncio.Task] = set()
-        while not (stop.is_set() and not self._outbox):
-            if not self._outbox:
+        key, topic = self.config.actor_id.encode(), self.topics.trajectories
+        while not (stop.is_set() and not len(self.outbox)):
+            if not len(self.outbox):
                 self._outbox_changed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._outbox_changed.wait(), timeout=0.5)
                 continue
-            await sem.acquire()
-            item = self._outbox.popleft()
+            await self.sender.slot()
+            item = self.outbox.pop()
             self._outbox_changed.set()
-            task = asyncio.create_task(self._deliver(item, key, sem))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+            self.sender.submit(topic, item.value, key=key, headers=item.headers,
+                               on_sent=lambda ms, item=item: self._sent(item, ms),
+                               on_retry=lambda err, s, item=item: self._retrying(item, err, s))  # fmt: skip
+        await self.sender.wait_all()
 
-    async def _deliver(self, item: _Outgoing, key: bytes, sem: asyncio.Semaphore) -> None:
-        """Send until acknowledged; memory stays bounded: the outbox slot is already free, in-flight is capped."""
-        self._in_flight += 1
-        backoff = 0.2
-        topic = self.topics.trajectories
-        try:
-            while True:
-                t0 = time.perf_counter()
-                try:
-                    fut = await self._producer.send(topic, item.value, key=key, headers=item.headers)
-                    await fut
-                    self.stats.publish_latency_ms.append((time.perf_counter() - t0) * 1e3)
-                    self.stats.unrolls_published += 1
-                    self.stats.sequences.append(item.sequence)
-                    instruments().records_out.add(1, {"topic": topic})
-                    item.span.end()
-                    return
-                except KafkaError as err:
-                    self.stats.publish_errors += 1
-                    item.span.add_event("publish failed, retrying", {"error": type(err).__name__})
-                    log.warning("publish of sequence %d failed (%s); retrying in %.1fs", item.sequence, err, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                    await self._maybe_restart_producer()
-        finally:
-            self._in_flight -= 1
-            sem.release()
+    def _sent(self, item: _Outgoing, latency_ms: float) -> None:
+        self.core.published(item.sequence, latency_ms)
+        instruments().records_out.add(1, {"topic": self.topics.trajectories})
+        item.span.end()
 
-    async def _maybe_restart_producer(self) -> None:
-        """After an outage the idempotent producer's state can be stale; a fresh one re-registers."""
-        if getattr(self, "_restarting", False):
-            return
-        self._restarting = True
-        try:
-            old = self._producer
-            fresh = make_producer(self.settings)
-            await fresh.start()
-            self._producer = fresh
-            with contextlib.suppress(KafkaError):
-                await asyncio.wait_for(old.stop(), timeout=5)
-        except (KafkaError, TimeoutError) as err:
-            log.warning("producer restart failed: %s", err)
-        finally:
-            self._restarting = False
+    def _retrying(self, item: _Outgoing, err: KafkaError, backoff_s: float) -> None:
+        self.core.stats.publish_errors += 1
+        item.span.add_event("publish failed, retrying", {"error": type(err).__name__})
+        log.warning("publish of sequence %d failed (%s); retrying in %.1fs", item.sequence, err, backoff_s)
 
     async def _drain(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        while (self._outbox or self._in_flight) and time.monotonic() < deadline:
+        while (len(self.outbox) or self.sender.in_flight) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
 
-    # ------------------------------------------------------------ telemetry
-
-    async def _telemetry_loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.config.telemetry_every_s)
-            if not stop.is_set():
-                with contextlib.suppress(KafkaError, TimeoutError):
-                    await asyncio.wait_for(self._send_telemetry(), timeout=5)
-
-    def telemetry_metrics(self) -> dict[str, float]:
-        s = self.stats
-        now = time.monotonic()
-        last_t, last_steps = getattr(self, "_last_tel", (now, 0))
-        rate = (s.env_steps - last_steps) / (now - last_t) if now > last_t else 0.0
-        self._last_tel = (now, s.env_steps)
-        metrics = {
-            "env_steps": float(s.env_steps),
-            "env_steps_per_s": rate,
-            "episodes": float(s.episodes),
-            "unrolls_published": float(s.unrolls_published),
-            "unrolls_dropped": float(s.unrolls_dropped),
-            "publish_errors": float(s.publish_errors),
-            "queue_depth": float(len(self._outbox)),
-            "policy_version": float(getattr(self.policy, "version", 0)),
-        }
-        if s.recent_returns:
-            metrics["episode_return_mean"] = float(np.mean(s.recent_returns))
-        if s.publish_latency_ms:
-            metrics["publish_latency_ms_p50"] = float(np.percentile(s.publish_latency_ms, 50))
-        if self.subscriber is not None:
-            metrics["snapshots_loaded"] = float(self.subscriber.stats.loaded)
-            metrics["snapshots_rejected"] = float(sum(self.subscriber.stats.rejected.values()))
-        return metrics
-
     async def _send_telemetry(self) -> None:
-        packet = telemetry_packet(
-            f"actor/{self.config.actor_id}",
-            self.config.run_id,
-            self.telemetry_metrics(),
-            healthy=self.stats.publish_errors == 0,
-        )
-        await self._producer.send(self.topics.telemetry, self.telemetry_encoder.encode(packet), key=b"actor")
+        value = self.core.telemetry_value(len(self.outbox))
+        await self.sender.producer.send(self.topics.telemetry, value, key=b"actor")

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from tamiyo.contracts.graph import PackedGraphs
+from tamiyo.policy.protocol import PolicyStep
 from tamiyo.producers.controllers import Controller, RandomController
 from tamiyo.producers.env_api import Observation
-from tamiyo.producers.rollout import PolicyStep
 
 
 class ControllerPolicy:
@@ -19,6 +19,8 @@ class ControllerPolicy:
     Behaviour log-probs: deterministic controllers choose with probability 1
     (log-prob 0); `random` is uniform over the valid joint actions.
     """
+
+    version = 0  # baselines never change
 
     def __init__(self, envs: Sequence, controllers: Sequence[Controller]) -> None:
         if len(envs) != len(controllers):
@@ -41,4 +43,4 @@ class ControllerPolicy:
             actions[i] = ctl.act(obs, info)
             if isinstance(ctl, RandomController):
                 log_probs[i] = -np.log(float(masks[i].sum()))
-        return PolicyStep(actions=actions, log_probs=log_probs, version=0)
+        return PolicyStep(actions=actions, log_probs=log_probs, version=self.version)

@@ -27,8 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from tamiyo.producers.env_api import Observation
-from tamiyo.producers.host_common import (
+from tamiyo.contracts.host_schema import (
     NUM_OPS,
     OP_ADVANCE,
     OP_CULL,
@@ -36,6 +35,7 @@ from tamiyo.producers.host_common import (
     OP_LR_DOWN,
     OP_WAIT,
 )
+from tamiyo.producers.env_api import Observation
 from tamiyo.producers.lifecycle import Stage
 
 Info = dict[str, Any]

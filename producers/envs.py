@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from tamiyo.contracts.env_schemas import HOST_ENVS
 from tamiyo.producers.env_api import Env
 from tamiyo.producers.host_env import HostConfig
 
-HOST_ENVS = ("host-train", "host-sim")
 _CONFIG_FIELDS = frozenset(HostConfig.__dataclass_fields__)
 
 

@@ -6,46 +6,23 @@ action space becomes one readout head; every action is always allowed.
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 
-from tamiyo.contracts.graph import ActionHead, GraphSchema, NodeType, single_graph
+from tamiyo.contracts.env_schemas import GYM_PREFIX, discrete_spaces, gym_id, gym_schema
+from tamiyo.contracts.graph import single_graph
 from tamiyo.producers.env_api import Observation, StepResult
-
-PREFIX = "gym:"
-
-
-def _gym_id(env_id: str) -> str:
-    return env_id[len(PREFIX) :] if env_id.startswith(PREFIX) else env_id
-
-
-def _schema_for(env_id: str, env: gym.Env) -> GraphSchema:
-    if not isinstance(env.action_space, gym.spaces.Discrete):
-        raise ValueError(f"{env_id}: only Discrete action spaces are supported, got {env.action_space}")
-    obs_dim = int(np.prod(env.observation_space.shape))
-    return GraphSchema(
-        name=f"{PREFIX}{_gym_id(env_id)}",
-        node_types=(NodeType("global", obs_dim),),
-        relations=(),
-        action_heads=(ActionHead("action", int(env.action_space.n)),),
-    )
-
-
-def gym_schema(env_id: str) -> GraphSchema:
-    env = gym.make(_gym_id(env_id))
-    try:
-        return _schema_for(env_id, env)
-    finally:
-        env.close()
 
 
 class GymGraphEnv:
     """One gymnasium env behind the `Env` protocol."""
 
-    def __init__(self, env_id: str, **make_kwargs: object) -> None:
-        self.env_id = f"{PREFIX}{_gym_id(env_id)}"
-        self._env = gym.make(_gym_id(env_id), **make_kwargs)
-        self.schema = _schema_for(env_id, self._env)
+    def __init__(self, env_id: str, **make_kwargs: Any) -> None:
+        self.env_id = f"{GYM_PREFIX}{gym_id(env_id)}"
+        self._env = gym.make(gym_id(env_id), **make_kwargs)
+        self.schema = gym_schema(env_id, *discrete_spaces(self._env, env_id))
         self._n_actions = self.schema.action_heads[0].size
         self._mask = np.ones(self._n_actions, dtype=np.bool_)
         self._needs_reset = True

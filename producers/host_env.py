@@ -23,15 +23,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from tamiyo.contracts.codec import SCHEMA_VERSION
+from tamiyo.contracts.commands import command_from_action
 from tamiyo.contracts.graph import PackedGraphs
-from tamiyo.contracts.packing import graphs_to_proto, pack_mask
-from tamiyo.contracts.proto import leyline_pb2 as pb
-from tamiyo.producers import lifecycle as lc
-from tamiyo.producers.blueprints import CATALOG, KINDS, Blueprint
-from tamiyo.producers.commands import command_from_action
-from tamiyo.producers.env_api import Observation, StepResult
-from tamiyo.producers.host_common import (
+from tamiyo.contracts.host_schema import (
     BLUEPRINT_FEATURES,
+    DEFAULT_NUM_SLOTS,
     LAYER_FEATURES,
     NUM_OPS,
     OP_ADVANCE,
@@ -44,6 +40,11 @@ from tamiyo.producers.host_common import (
     host_schema,
     static_edges,
 )
+from tamiyo.contracts.packing import graphs_to_proto, pack_mask
+from tamiyo.contracts.proto import leyline_pb2 as pb
+from tamiyo.producers import lifecycle as lc
+from tamiyo.producers.blueprints import CATALOG, KINDS, Blueprint
+from tamiyo.producers.env_api import Observation, StepResult
 
 Stage = lc.Stage
 
@@ -95,7 +96,7 @@ class HostBackend(Protocol):
 
 @dataclass
 class HostConfig:
-    num_slots: int = 3
+    num_slots: int = DEFAULT_NUM_SLOTS
     epoch_budget: int = 30
     rent_rate: float = 0.0003  # reward per epoch per 100% of base parameters held by seeds
     param_budget: float = 3.0  # seeds may add at most this fraction of the base parameters

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from tamiyo.learner.model import TamiyoGNN
-from tamiyo.learner.policy import ModelPolicy
-from tamiyo.learner.snapshot import load_snapshot
+from tamiyo.policy.model import TamiyoGNN
+from tamiyo.policy.model_policy import ModelPolicy
+from tamiyo.policy.snapshot import policy_file, read_policy_file
 from tamiyo.producers.env_api import Observation
 
 
@@ -23,12 +23,8 @@ class PolicyController:
 
     @staticmethod
     def from_file(path: str | Path, sample: bool = False, device: str = "cpu") -> PolicyController:
-        weights = Path(path)
-        if weights.is_dir():
-            weights = weights / "policy.safetensors"
-        if weights.suffix != ".safetensors":
-            raise ValueError(f"{path}: expected a .safetensors policy (with its .json beside it)")
-        model, version = load_snapshot(weights.read_bytes(), weights.with_suffix(".json").read_text(), device)
+        weights = policy_file(path)
+        model, version = read_policy_file(weights, device)
         return PolicyController(model, name=f"policy:{weights.name}@v{version}", sample=sample, device=device)
 
     def require_schema(self, schema) -> PolicyController:

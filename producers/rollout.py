@@ -12,26 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
 from tamiyo.contracts.graph import PackedGraphs
 from tamiyo.contracts.unroll import Unroll
+from tamiyo.policy.protocol import Policy
 from tamiyo.producers.env_api import Env, Observation
-
-
-@dataclass
-class PolicyStep:
-    actions: np.ndarray  # int [N, H]
-    log_probs: np.ndarray  # float [N], behaviour log-probs of those actions
-    version: int  # behaviour policy version
-
-
-class Policy(Protocol):
-    def __call__(self, graphs: PackedGraphs, masks: np.ndarray) -> PolicyStep:
-        """``graphs``: N graphs (one per env); ``masks``: bool [N, M] joint action masks."""
-        ...
 
 
 @dataclass

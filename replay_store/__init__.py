@@ -7,7 +7,7 @@
   budgets, FIFO eviction, ``(producer id, sequence)`` dedup.
 - ``OnPolicyFifo`` (fifo.py): PPO mode, exactly once in order, policy-lag drops.
 - ``RateLimiter`` (rate_limiter.py): Reverb-style samples-per-insert control.
-- ``save_snapshot`` / ``load_snapshot`` (snapshot.py): atomic, pickle-free snapshots.
+- ``save_replay_snapshot`` / ``load_replay_snapshot`` (snapshot.py): atomic, pickle-free snapshots.
 - ``LinearBetaSchedule`` (schedules.py), ``PayloadCompressor`` (compression.py).
 
 The replay service composes them, e.g. per loop: ``limiter.can_insert(n)`` before
@@ -21,7 +21,7 @@ from tamiyo.replay_store.fifo import FifoBatch, OnPolicyFifo
 from tamiyo.replay_store.prioritized import PrioritizedReplay, Sample
 from tamiyo.replay_store.rate_limiter import RateLimiter
 from tamiyo.replay_store.schedules import LinearBetaSchedule
-from tamiyo.replay_store.snapshot import load_snapshot, save_snapshot
+from tamiyo.replay_store.snapshot import load_replay_snapshot, save_replay_snapshot
 from tamiyo.replay_store.storage import ItemMeta, PutResult, TrajectoryStorage
 from tamiyo.replay_store.sum_tree import SumMinTree
 
@@ -37,7 +37,7 @@ __all__ = [
     "Sample",
     "SumMinTree",
     "TrajectoryStorage",
-    "load_snapshot",
-    "save_snapshot",
+    "load_replay_snapshot",
+    "save_replay_snapshot",
     "train_dictionary",
 ]

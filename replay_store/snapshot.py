@@ -38,13 +38,13 @@ FORMAT = "tamiyo.replay_store.snapshot"
 VERSION = 1
 
 
-def save_snapshot(replay: PrioritizedReplay, path: str | Path) -> int:
+def save_replay_snapshot(replay: PrioritizedReplay, path: str | Path) -> int:
     """Write ``replay`` to ``path`` atomically; returns the file size in bytes."""
     arrays = _capture(replay)
     return _atomic_savez(Path(path), arrays)
 
 
-def load_snapshot(path: str | Path, clock: Callable[[], float] = time.time) -> PrioritizedReplay:
+def load_replay_snapshot(path: str | Path, clock: Callable[[], float] = time.time) -> PrioritizedReplay:
     """A new PrioritizedReplay in the state ``path`` was saved in (RNG included)."""
     with np.load(Path(path), allow_pickle=False) as data:
         if str(data["format"]) != FORMAT or int(data["version"]) != VERSION:

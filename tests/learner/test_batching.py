@@ -3,8 +3,9 @@ import torch
 from torch_geometric.data import Batch, HeteroData
 
 from tamiyo.contracts.graph import PackedGraphs
-from tamiyo.learner.batching import collate
-from tamiyo.learner.synthetic import host_like_schema, random_graphs
+from tamiyo.contracts.host_schema import host_schema
+from tamiyo.contracts.random_unrolls import random_graphs
+from tamiyo.policy.batching import collate
 
 
 def to_heterodata(packed: PackedGraphs, i: int) -> HeteroData:
@@ -31,7 +32,7 @@ def assert_same_as_pyg(packed: PackedGraphs) -> None:
 
 
 def test_collate_equals_pyg_batch_from_data_list():
-    schema = host_like_schema()
+    schema = host_schema(3, 3)
     rng = np.random.default_rng(0)
     packed = random_graphs(schema, 64, rng)
     packed.validate(schema)
@@ -39,7 +40,7 @@ def test_collate_equals_pyg_batch_from_data_list():
 
 
 def test_collate_handles_graphs_without_edges_and_selection_order():
-    schema = host_like_schema()
+    schema = host_schema(3, 3)
     rng = np.random.default_rng(1)
     packed = random_graphs(schema, 10, rng)
     # Graph 3 loses all its edges of every relation.

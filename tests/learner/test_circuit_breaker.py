@@ -1,11 +1,12 @@
 import numpy as np
 import torch
 
+from tamiyo.contracts.host_schema import host_schema
+from tamiyo.contracts.random_unrolls import random_unroll
 from tamiyo.learner.circuit_breaker import BreakerState, CircuitBreaker, guarded_step
 from tamiyo.learner.impala import ImpalaConfig, ImpalaLearner
-from tamiyo.learner.model import TamiyoGNN
 from tamiyo.learner.ppo import PPOConfig, PPOLearner
-from tamiyo.learner.synthetic import host_like_schema, random_unroll
+from tamiyo.policy.model import TamiyoGNN
 
 
 class Clock:
@@ -66,7 +67,7 @@ def test_breaker_opens_half_opens_and_closes():
 
 
 def test_ppo_and_impala_skip_updates_on_injected_nan():
-    schema = host_like_schema()
+    schema = host_schema(3, 3)
     rng = np.random.default_rng(0)
     unrolls = [random_unroll(schema, 6, rng) for _ in range(4)]
     unrolls[2].rewards[3] = np.nan  # poison one reward

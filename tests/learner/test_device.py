@@ -4,19 +4,20 @@ import numpy as np
 import pytest
 import torch
 
-from tamiyo.learner.batching import collate
+from tamiyo.contracts.host_schema import host_schema
+from tamiyo.contracts.random_unrolls import random_graphs, random_joint_masks, random_unroll
 from tamiyo.learner.impala import ImpalaConfig, ImpalaLearner
-from tamiyo.learner.model import ModelConfig, TamiyoGNN
-from tamiyo.learner.policy import ModelPolicy
 from tamiyo.learner.ppo import PPOConfig, PPOLearner
-from tamiyo.learner.snapshot import load_snapshot, save_snapshot
-from tamiyo.learner.synthetic import host_like_schema, random_graphs, random_joint_masks, random_unroll
+from tamiyo.policy.batching import collate
+from tamiyo.policy.model import ModelConfig, TamiyoGNN
+from tamiyo.policy.model_policy import ModelPolicy
+from tamiyo.policy.snapshot import encode_snapshot, network_from_snapshot
 
 DEVICES = [
     "cpu",
     pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
 ]
-SCHEMA = host_like_schema()
+SCHEMA = host_schema(3, 3)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -40,8 +41,8 @@ def test_policy_and_learners_on_device(device):
 def test_snapshot_loads_onto_device(device):
     torch.manual_seed(0)
     model = TamiyoGNN(SCHEMA)
-    snap = save_snapshot(model, 1)
-    loaded, _ = load_snapshot(snap.weights, snap.config_json, device=device)
+    snap = encode_snapshot(model, 1)
+    loaded, _ = network_from_snapshot(snap.weights, snap.config_json, device=device)
     graphs = random_graphs(SCHEMA, 8, np.random.default_rng(1))
     ref = model(collate(graphs)).value
     got = loaded(collate(graphs, device)).value.cpu()

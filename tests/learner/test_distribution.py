@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tamiyo.learner.distribution import AllMaskedError, MaskedFactoredCategorical, TakenActionMaskedError
+from tamiyo.policy.distribution import AllMaskedError, MaskedFactoredCategorical, TakenActionMaskedError
 
 SIZES = (3, 4, 2)
 

@@ -5,16 +5,17 @@ import pytest
 import torch
 
 from tamiyo.contracts.graph import ActionHead, GraphSchema, NodeType, PackedGraphs
-from tamiyo.learner.batching import collate
-from tamiyo.learner.model import ModelConfig, TamiyoGNN
-from tamiyo.learner.snapshot import load_snapshot, read_snapshot, save_snapshot, write_snapshot
-from tamiyo.learner.synthetic import host_like_schema, random_graphs
+from tamiyo.contracts.host_schema import host_schema
+from tamiyo.contracts.random_unrolls import random_graphs
+from tamiyo.policy.batching import collate
+from tamiyo.policy.model import ModelConfig, TamiyoGNN
+from tamiyo.policy.snapshot import encode_snapshot, network_from_snapshot, read_policy_file, write_snapshot
 
 REPO_LEARNER = __import__("pathlib").Path(__file__).resolve().parents[2] / "learner"
 
 
 def test_forward_shapes_follow_the_schema():
-    schema = host_like_schema(num_slots=3, num_blueprints=4)
+    schema = host_schema(3, 4)
     graphs = collate(random_graphs(schema, 7, np.random.default_rng(0)))
     out = TamiyoGNN(schema)(graphs)
     assert [tuple(lg.shape) for lg in out.logits] == [(7, 6), (7, 3), (7, 4)]
@@ -24,7 +25,7 @@ def test_forward_shapes_follow_the_schema():
 
 def test_pointer_logits_follow_their_nodes():
     """Permuting the slot nodes of a graph (with their edges) permutes the slot logits the same way."""
-    schema = host_like_schema()
+    schema = host_schema(3, 3)
     torch.manual_seed(0)
     model = TamiyoGNN(schema).eval()
     packed = random_graphs(schema, 1, np.random.default_rng(3))
@@ -57,33 +58,33 @@ def test_one_node_schema_without_relations():
 
 @pytest.mark.parametrize("config", [ModelConfig(), ModelConfig(hidden=32, layers=("gatv2",), separate_critic=True)])
 def test_snapshot_round_trip_is_bit_identical(tmp_path, config):
-    schema = host_like_schema()
+    schema = host_schema(3, 3)
     torch.manual_seed(1)
     model = TamiyoGNN(schema, config)
     graphs = collate(random_graphs(schema, 16, np.random.default_rng(0)))
-    snap = save_snapshot(model, version=42)
+    snap = encode_snapshot(model, version=42)
     assert json.loads(snap.config_json)["version"] == 42 and len(snap.sha256) == 64
     torch.manual_seed(999)  # a different init must be fully overwritten
-    loaded, version = load_snapshot(snap.weights, snap.config_json)
+    loaded, version = network_from_snapshot(snap.weights, snap.config_json)
     assert version == 42 and loaded.schema == schema and loaded.config == config
     a, b = model(graphs), loaded(graphs)
     for x, y in zip(a.logits, b.logits, strict=True):
         assert torch.equal(x, y)
     assert torch.equal(a.value, b.value)
     write_snapshot(snap, tmp_path)
-    again, _ = read_snapshot(tmp_path)
+    again, _ = read_policy_file(tmp_path)
     assert torch.equal(again(graphs).value, a.value)
 
 
 def test_snapshot_rejects_foreign_config():
-    snap = save_snapshot(TamiyoGNN(host_like_schema()), 0)
+    snap = encode_snapshot(TamiyoGNN(host_schema(3, 3)), 0)
     bad = json.loads(snap.config_json)
     bad["format"] = "something-else"
     with pytest.raises(ValueError):
-        load_snapshot(snap.weights, json.dumps(bad))
+        network_from_snapshot(snap.weights, json.dumps(bad))
     for not_an_object in ("[1, 2]", '"tamiyo-policy/1"', "7"):  # valid JSON, not a config object
         with pytest.raises(ValueError):
-            load_snapshot(snap.weights, not_an_object)
+            network_from_snapshot(snap.weights, not_an_object)
 
 
 def test_no_pickle_or_torch_load_in_the_learner():

@@ -4,16 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from tamiyo.learner.batching import collate
-from tamiyo.learner.distribution import MaskedFactoredCategorical
+from tamiyo.contracts.host_schema import host_schema
+from tamiyo.contracts.random_unrolls import random_unroll
 from tamiyo.learner.impala import ImpalaConfig, ImpalaLearner
-from tamiyo.learner.model import ModelConfig, TamiyoGNN
 from tamiyo.learner.ppo import PPOConfig, PPOLearner
 from tamiyo.learner.schedules import linear_warmup_decay
-from tamiyo.learner.synthetic import host_like_schema, random_unroll
 from tamiyo.learner.unroll_batch import batch_unrolls
+from tamiyo.policy.batching import collate
+from tamiyo.policy.distribution import MaskedFactoredCategorical
+from tamiyo.policy.model import ModelConfig, TamiyoGNN
 
-SCHEMA = host_like_schema()
+SCHEMA = host_schema(3, 3)
 SMALL = ModelConfig(hidden=16)
 
 
@@ -47,7 +48,7 @@ def test_ppo_update_runs_all_epochs_and_reports_metrics():
     learner = PPOLearner(model, cfg)
     metrics = learner.update(on_policy(model, unrolls()))
     assert metrics["optimizer_steps"] == 3 * 4 and metrics["epochs_completed"] == 3
-    assert metrics["early_stopped"] == 0.0 and learner.updates == 1
+    assert metrics["early_stopped"] == 0.0 and learner.version == 1
     for key in (
         "policy_loss",
         "value_loss",

@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from tamiyo.learner.synthetic import host_like_schema, random_unroll
+from tamiyo.contracts.host_schema import host_schema
+from tamiyo.contracts.random_unrolls import random_unroll
 from tamiyo.learner.unroll_batch import batch_unrolls
 
-SCHEMA = host_like_schema()
+SCHEMA = host_schema(3, 3)
 
 
 def graph_key(p, i):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tamiyo.contracts.host_schema import NUM_OPS, OP_CULL, OP_GERMINATE, OP_WAIT
 from tamiyo.producers.controllers import (
     HeuristicController,
     NoneController,
@@ -12,7 +13,6 @@ from tamiyo.producers.controllers import (
     make_controller,
 )
 from tamiyo.producers.envs import make_env
-from tamiyo.producers.host_common import NUM_OPS, OP_CULL, OP_GERMINATE, OP_WAIT
 from tamiyo.producers.host_env import HostEnv
 from tamiyo.producers.lifecycle import Stage
 

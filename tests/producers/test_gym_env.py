@@ -1,13 +1,14 @@
 import numpy as np
 import pytest
 
-from tamiyo.producers.gym_env import GymGraphEnv, gym_schema
+from tamiyo.contracts.env_schemas import env_schema
+from tamiyo.producers.gym_env import GymGraphEnv
 
 
 def test_cartpole_as_one_node_graph():
     env = GymGraphEnv("gym:CartPole-v1")
     schema = env.schema
-    assert schema == gym_schema("gym:CartPole-v1")
+    assert schema == env_schema("gym:CartPole-v1")  # what the learner reads without an env
     assert [n.name for n in schema.node_types] == ["global"] and schema.relations == ()
     assert schema.head_sizes == (2,) and schema.action_heads[0].node_type is None
     obs = env.reset(seed=3)

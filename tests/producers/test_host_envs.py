@@ -6,13 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tamiyo.contracts.codec import validate_payload
-from tamiyo.contracts.packing import graphs_from_proto, unpack_mask
-from tamiyo.contracts.proto import leyline_pb2 as pb
-from tamiyo.producers import lifecycle as lc
-from tamiyo.producers.controllers import RandomController
-from tamiyo.producers.envs import make_env
-from tamiyo.producers.host_common import (
+from tamiyo.contracts.env_schemas import env_schema
+from tamiyo.contracts.host_schema import (
+    DEFAULT_NUM_BLUEPRINTS,
+    DEFAULT_NUM_SLOTS,
     NUM_OPS,
     OP_ADVANCE,
     OP_CULL,
@@ -23,7 +20,14 @@ from tamiyo.producers.host_common import (
     SLOT_FEATURES,
     host_schema,
 )
-from tamiyo.producers.host_env import HostEnv
+from tamiyo.contracts.packing import graphs_from_proto, unpack_mask
+from tamiyo.contracts.proto import leyline_pb2 as pb
+from tamiyo.contracts.validation import validate_payload
+from tamiyo.producers import lifecycle as lc
+from tamiyo.producers.blueprints import CATALOG
+from tamiyo.producers.controllers import RandomController
+from tamiyo.producers.envs import make_env
+from tamiyo.producers.host_env import HostConfig, HostEnv
 from tamiyo.producers.lifecycle import Cause, Stage
 
 # (env name, episodes, epoch budget): host-train keeps its share of the runtime small.
@@ -176,6 +180,9 @@ def test_rent_is_charged_on_held_seed_parameters() -> None:
 def test_both_envs_share_one_schema() -> None:
     sim, train = _make("host-sim", 30), _make("host-train", 30)
     assert sim.schema == train.schema == host_schema(3, 3)
+    # The learner and serving take the schema from the contract, without building an env.
+    assert env_schema("host-sim") == env_schema("host-train") == sim.schema
+    assert len(CATALOG) == DEFAULT_NUM_BLUEPRINTS and HostConfig().num_slots == DEFAULT_NUM_SLOTS
     heads = [(h.name, h.size, h.node_type) for h in sim.schema.action_heads]
     assert heads == [("op", 6, None), ("slot", 3, "slot"), ("blueprint", 3, "blueprint")]
 

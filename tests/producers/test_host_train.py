@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from tamiyo.contracts.host_schema import OP_ADVANCE, OP_CULL, OP_GERMINATE, OP_LR_DOWN, OP_WAIT
 from tamiyo.producers.blueprints import CATALOG
-from tamiyo.producers.host_common import OP_ADVANCE, OP_CULL, OP_GERMINATE, OP_LR_DOWN, OP_WAIT
 from tamiyo.producers.host_env import HostConfig
 from tamiyo.producers.host_tasks import draw_task
 from tamiyo.producers.host_train import make_host_train

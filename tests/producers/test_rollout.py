@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from tamiyo.contracts.graph import ActionHead, GraphSchema, NodeType, PackedGraphs, single_graph
+from tamiyo.policy.protocol import PolicyStep
 from tamiyo.producers.env_api import Observation, StepResult
-from tamiyo.producers.rollout import PolicyStep, RolloutCollector
+from tamiyo.producers.rollout import RolloutCollector
 
 SCHEMA = GraphSchema("scripted", (NodeType("global", 3),), (), (ActionHead("a", 3),))
 

@@ -10,7 +10,7 @@ import pytest
 
 from tamiyo.replay_store import snapshot
 from tamiyo.replay_store.prioritized import PrioritizedReplay
-from tamiyo.replay_store.snapshot import load_snapshot, save_snapshot
+from tamiyo.replay_store.snapshot import load_replay_snapshot, save_replay_snapshot
 from tamiyo.replay_store.storage import ItemMeta
 
 
@@ -47,9 +47,9 @@ def _same_samples(a: PrioritizedReplay, b: PrioritizedReplay, rounds: int = 5) -
 def test_restore_gives_identical_state_and_sampling(tmp_path: Path) -> None:
     original = _busy_replay()
     path = tmp_path / "replay.snapshot.npz"
-    size = save_snapshot(original, path)
+    size = save_replay_snapshot(original, path)
     assert size == path.stat().st_size > 0
-    restored = load_snapshot(path)
+    restored = load_replay_snapshot(path)
     assert len(restored) == len(original)
     assert np.array_equal(restored.tree.nodes(), original.tree.nodes())
     assert restored.stats() == original.stats()
@@ -70,7 +70,7 @@ def test_restore_gives_identical_state_and_sampling(tmp_path: Path) -> None:
 
 def test_snapshot_is_plain_numpy_without_pickle(tmp_path: Path) -> None:
     path = tmp_path / "replay.npz"
-    save_snapshot(_busy_replay(), path)
+    save_replay_snapshot(_busy_replay(), path)
     with np.load(path, allow_pickle=False) as data:
         assert str(data["format"]) == snapshot.FORMAT
         assert all(data[name].dtype != object for name in data.files)
@@ -78,8 +78,8 @@ def test_snapshot_is_plain_numpy_without_pickle(tmp_path: Path) -> None:
 
 def test_empty_replay_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "empty.npz"
-    save_snapshot(PrioritizedReplay(10, seed=1), path)
-    restored = load_snapshot(path)
+    save_replay_snapshot(PrioritizedReplay(10, seed=1), path)
+    restored = load_replay_snapshot(path)
     assert len(restored) == 0
     restored.add([b"a"])
     assert restored.sample(2).payloads == [b"a", b"a"]
@@ -88,7 +88,7 @@ def test_empty_replay_round_trips(tmp_path: Path) -> None:
 def test_failed_write_keeps_the_previous_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "replay.npz"
     first = _busy_replay(seed=1)
-    save_snapshot(first, path)
+    save_replay_snapshot(first, path)
     before = path.read_bytes()
 
     def crash(*_args: object) -> None:
@@ -96,11 +96,11 @@ def test_failed_write_keeps_the_previous_snapshot(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError):
-        save_snapshot(_busy_replay(seed=2), path)
+        save_replay_snapshot(_busy_replay(seed=2), path)
     assert path.read_bytes() == before  # the old snapshot is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["replay.npz"]  # no temp file left behind
     monkeypatch.undo()
-    assert len(load_snapshot(path)) == len(first)
+    assert len(load_replay_snapshot(path)) == len(first)
 
 
 def test_write_goes_through_a_temp_file_and_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,7 +114,7 @@ def test_write_goes_through_a_temp_file_and_rename(tmp_path: Path, monkeypatch: 
 
     monkeypatch.setattr(os, "replace", spy)
     path = tmp_path / "replay.npz"
-    save_snapshot(_busy_replay(), path)
+    save_replay_snapshot(_busy_replay(), path)
     assert len(renames) == 1 and renames[0][1] == str(path) and renames[0][0] != str(path)
 
 
@@ -122,4 +122,4 @@ def test_foreign_files_are_rejected(tmp_path: Path) -> None:
     path = tmp_path / "other.npz"
     np.savez(path, format=np.array("something else"), version=np.array(1))
     with pytest.raises(ValueError):
-        load_snapshot(path)
+        load_replay_snapshot(path)

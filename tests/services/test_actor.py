@@ -16,8 +16,8 @@ from tamiyo.contracts.packing import unroll_from_proto
 from tamiyo.contracts.proto import leyline_pb2 as pb
 from tamiyo.contracts.signing import DEV_KEY
 from tamiyo.contracts.topics import Topics
-from tamiyo.learner.model import ModelConfig, TamiyoGNN
-from tamiyo.learner.snapshot_signing import signed_snapshot
+from tamiyo.policy.model import ModelConfig, TamiyoGNN
+from tamiyo.policy.signing import signed_snapshot
 from tamiyo.producers.actor import Actor, ActorConfig
 from tamiyo.producers.controller_policy import ControllerPolicy
 from tamiyo.producers.controllers import make_controller
@@ -123,14 +123,14 @@ async def test_actor_hot_swaps_verified_snapshots_and_rejects_bad_ones(kafka_set
             await asyncio.sleep(0.1)
         assert cond()
 
-    await wait_for(lambda: actor.policy.version == 1 and actor.stats.unrolls_published >= 2)
+    await wait_for(lambda: actor.core.policy.version == 1 and actor.stats.unrolls_published >= 2)
     forged = signed_snapshot(model, version=5, policy_id="tamiyo", key=b"not-the-key")
     await _publish(kafka_settings, topics.policy, forged)
-    await wait_for(lambda: sum(actor.subscriber.stats.rejected.values()) >= 1)
-    assert actor.policy.version == 1 and actor.subscriber.stats.rejected["SignatureError"] == 1
+    await wait_for(lambda: sum(actor.core.acceptor.stats.rejected.values()) >= 1)
+    assert actor.core.policy.version == 1 and actor.core.acceptor.stats.rejected["SignatureError"] == 1
     published_before = actor.stats.unrolls_published
     await _publish(kafka_settings, topics.policy, signed_snapshot(model, version=2, policy_id="tamiyo", key=DEV_KEY))
-    await wait_for(lambda: actor.policy.version == 2)
+    await wait_for(lambda: actor.core.policy.version == 2)
     await wait_for(lambda: actor.stats.unrolls_published > published_before + 2)
     stop.set()
     await asyncio.wait_for(task, timeout=60)

@@ -35,7 +35,7 @@ async def test_actor_blocks_with_bounded_memory_and_loses_nothing_across_an_outa
         made_at_outage = actor.stats.unrolls_made
         await asyncio.sleep(6)
         # Kafka is away: the env loop blocks once the outbox and the in-flight window are full.
-        assert len(actor._outbox) <= cfg.queue_size
+        assert len(actor.outbox) <= cfg.queue_size
         assert actor.stats.unrolls_made - actor.stats.unrolls_published <= cfg.queue_size + cfg.max_in_flight + 2
         assert actor.stats.unrolls_made <= made_at_outage + cfg.queue_size + cfg.max_in_flight + 2
         await asyncio.to_thread(broker.up, None, 120.0, True)

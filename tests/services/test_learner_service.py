@@ -18,9 +18,10 @@ from tamiyo.contracts.proto import leyline_pb2 as pb
 from tamiyo.contracts.signing import DEV_KEY, verify_snapshot
 from tamiyo.contracts.topics import Topics
 from tamiyo.learner.checkpoint import load_checkpoint
-from tamiyo.learner.model import ModelConfig, TamiyoGNN
-from tamiyo.learner.policy import ModelPolicy
-from tamiyo.learner.service import LearnerConfig, LearnerService
+from tamiyo.learner.core import LearnerConfig
+from tamiyo.learner.service import LearnerService
+from tamiyo.policy.model import ModelConfig, TamiyoGNN
+from tamiyo.policy.model_policy import ModelPolicy
 from tamiyo.producers.envs import make_env
 from tamiyo.producers.rollout import RolloutCollector
 
@@ -116,10 +117,10 @@ async def test_learner_trains_acks_snapshots_deadletters_and_resumes(kafka_setti
     _, counters = load_checkpoint(tmp_path / "ckpt")
     assert counters == {"updates": 3, "version": 3, "env_steps": 120}
     resumed = LearnerService(_config(run_name, tmp_path, resume=True), kafka_settings, topics)
-    assert resumed.version == 3 and resumed.updates == 3
-    for a, b in zip(resumed.model.parameters(), service.model.parameters(), strict=True):
+    assert resumed.core.version == 3 and resumed.core.updates == 3
+    for a, b in zip(resumed.core.model.parameters(), service.core.model.parameters(), strict=True):
         assert torch.equal(a, b)
-    sa, sb = resumed.learner.optimizer.state_dict(), service.learner.optimizer.state_dict()
+    sa, sb = resumed.core.algorithm.optimizer.state_dict(), service.core.algorithm.optimizer.state_dict()
     assert sa["param_groups"] == sb["param_groups"]
     for pid, st in sb["state"].items():
         for k, v in st.items():
@@ -132,13 +133,13 @@ async def test_non_finite_update_never_produces_a_snapshot(kafka_settings, run_n
     # Finite float32 rewards so large that the loss overflows: the step must be refused.
     await produce(kafka_settings, topics.batches, _batches(1, reward_scale=3e38))
     service = LearnerService(_config(run_name, tmp_path, max_seconds=15), kafka_settings, topics)
-    before = [p.detach().clone() for p in service.model.parameters()]
+    before = [p.detach().clone() for p in service.core.model.parameters()]
     task = asyncio.create_task(service.run())
     acks = await read(kafka_settings, topics.priorities, 2, timeout_s=60)
     await asyncio.wait_for(task, timeout=60)
     assert len(acks) == 2  # the announcement and the ack of the refused batch
-    assert service.updates == 0 and service.learner.breaker.total_failures == 1
-    for a, b in zip(before, service.model.parameters(), strict=True):
+    assert service.core.updates == 0 and service.core.algorithm.breaker.total_failures == 1
+    for a, b in zip(before, service.core.model.parameters(), strict=True):
         assert torch.equal(a, b)
     snaps = [decode_envelope(r.value).payload for r in await read(kafka_settings, topics.policy, 2, timeout_s=3)]
     assert [s.version for s in snaps] == [0]  # only the initial policy

@@ -14,11 +14,12 @@ import pytest
 
 from tamiyo.bus.admin import ensure_topics
 from tamiyo.bus.clients import make_admin
-from tamiyo.consumers.replay_service import ReplayConfig, ReplayService
+from tamiyo.consumers.replay_service import ReplayService
 from tamiyo.contracts.codec import EnvelopeEncoder, decode_envelope, decode_payload_bytes
 from tamiyo.contracts.packing import unroll_from_proto
 from tamiyo.contracts.proto import leyline_pb2 as pb
 from tamiyo.contracts.topics import Topics
+from tamiyo.replay_store.core import ReplayConfig
 
 from .helpers import latest_metrics, produce, read, trajectory_records, wait_until
 
@@ -70,7 +71,7 @@ async def test_replay_dedups_deadletters_and_respects_in_flight_limit(kafka_sett
         await produce(kafka_settings, topics.priorities, [EnvelopeEncoder("learner").encode(update)])
         await wait_until(lambda: service.stats.batches_published == 3, what="a third batch after the ack")
         assert service.stats.priority_updates_applied == 7
-        assert service.store.stale_updates == 1
+        assert service.core.store.stale_updates == 1
 
         letters = await read(kafka_settings, topics.deadletter, 5)
         reasons = sorted(decode_envelope(r.value, expect=pb.DeadLetter).payload.reason for r in letters)
@@ -96,16 +97,16 @@ async def test_fifo_mode_delivers_each_item_once_and_drops_stale(kafka_settings,
         announce = EnvelopeEncoder("learner")
         for _ in range(100):
             await produce(kafka_settings, topics.priorities, [announce.encode(pb.PriorityUpdate(learner_step=10))])
-            if service.policy_version == 10:
+            if service.core.policy_version == 10:
                 break
             await asyncio.sleep(0.2)
-        assert service.policy_version == 10
+        assert service.core.policy_version == 10
         # Items from version 0 are beyond the lag of 2 and must be dropped, not delivered.
         await produce(kafka_settings, topics.trajectories, trajectory_records(6, "old:1", seed=3, version=0))
         await produce(kafka_settings, topics.trajectories, trajectory_records(12, "new:1", seed=4, version=10))
         await wait_until(lambda: service.stats.consumed == 18, what="all consumed")
-        await wait_until(lambda: service.store.stats()["delivered_total"] == 12, what="two deliveries")
-        assert service.store.stats()["dropped_stale_total"] == 6
+        await wait_until(lambda: service.core.store.stats()["delivered_total"] == 12, what="two deliveries")
+        assert service.core.store.stats()["dropped_stale_total"] == 6
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)

@@ -12,8 +12,10 @@ import torch
 
 from tamiyo.bus.admin import ensure_topics
 from tamiyo.bus.clients import make_producer
-from tamiyo.consumers.serving import Decider, GreedyPolicy, ServeConfig, ServeService
+from tamiyo.consumers.serve_core import Decider, GreedyPolicy
+from tamiyo.consumers.serving import ServeConfig, ServeService
 from tamiyo.contracts.codec import EnvelopeEncoder, decode_envelope
+from tamiyo.contracts.commands import command_from_action
 from tamiyo.contracts.errors import (
     InvalidFieldError,
     MalformedRecordError,
@@ -25,10 +27,9 @@ from tamiyo.contracts.packing import graphs_to_proto
 from tamiyo.contracts.proto import leyline_pb2 as pb
 from tamiyo.contracts.signing import DEV_KEY
 from tamiyo.contracts.topics import Topics
-from tamiyo.learner.model import ModelConfig, TamiyoGNN
-from tamiyo.learner.policy import ModelPolicy
-from tamiyo.learner.snapshot_signing import signed_snapshot
-from tamiyo.producers.commands import command_from_action
+from tamiyo.policy.model import ModelConfig, TamiyoGNN
+from tamiyo.policy.model_policy import ModelPolicy
+from tamiyo.policy.signing import signed_snapshot
 from tamiyo.producers.controllers import make_controller
 from tamiyo.producers.envs import make_env
 
@@ -264,16 +265,16 @@ async def test_promote_publishes_the_pareto_choice_signed(kafka_settings, run_na
 
     from tamiyo.cli.main import main as cli
     from tamiyo.contracts.signing import verify_snapshot
-    from tamiyo.learner.snapshot import save_snapshot, write_snapshot
-    from tamiyo.producers.behaviour import SwappablePolicy
-    from tamiyo.producers.policy_subscriber import PolicySubscriber
+    from tamiyo.policy.snapshot import encode_snapshot, write_snapshot
+    from tamiyo.policy.swappable import SwappablePolicy
+    from tamiyo.policy.verification import SnapshotAcceptor, SnapshotVerifier
 
     topics = Topics.for_run(run_name)
     await ensure_topics(kafka_settings, topics)
     schema = make_env("host-sim").schema
     paths = []
     for i in range(2):
-        write_snapshot(save_snapshot(_model(10 + i, schema), version=5 + i), tmp_path / f"c{i}")
+        write_snapshot(encode_snapshot(_model(10 + i, schema), version=5 + i), tmp_path / f"c{i}")
         paths.append(str(tmp_path / f"c{i}" / "policy.safetensors"))
     argv = ["promote", "--candidates", *paths, "--env", "host-sim", "--tasks", "2", "--run", run_name,
             "--bootstrap", kafka_settings.bootstrap]  # fmt: skip
@@ -296,7 +297,5 @@ async def test_promote_publishes_the_pareto_choice_signed(kafka_settings, run_na
         verify_snapshot(s, DEV_KEY)
         assert s.weights == Path(report["chosen"]).read_bytes()
     # What `tamiyo serve --policy-id tamiyo-serving` runs: the subscriber accepts it.
-    follower = PolicySubscriber(
-        kafka_settings, topics.policy, SwappablePolicy(), key=DEV_KEY, policy_id=POLICY_ID, schema=schema
-    )
+    follower = SnapshotAcceptor(SwappablePolicy(), SnapshotVerifier(DEV_KEY, POLICY_ID, schema))
     assert follower.accept(records[-1].value) and follower.policy.version == 2

@@ -13,11 +13,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tamiyo.bus.admin import ensure_topics
-from tamiyo.consumers.replay_service import ReplayConfig, ReplayService
+from tamiyo.consumers.replay_service import ReplayService
 from tamiyo.contracts.topics import Topics
-from tamiyo.learner.model import ModelConfig
-from tamiyo.learner.service import LearnerConfig, LearnerService
+from tamiyo.learner.core import LearnerConfig
+from tamiyo.learner.service import LearnerService
+from tamiyo.policy.model import ModelConfig
 from tamiyo.producers.actor import Actor, ActorConfig
+from tamiyo.replay_store.core import ReplayConfig
 
 from .helpers import produce, wait_until
 

@@ -6,10 +6,10 @@ import numpy as np
 import torch
 
 from tamiyo.contracts.graph import PackedGraphs
-from tamiyo.learner.batching import collate
-from tamiyo.learner.distribution import MaskedFactoredCategorical
-from tamiyo.learner.model import TamiyoGNN
-from tamiyo.producers.rollout import PolicyStep
+from tamiyo.policy.batching import collate
+from tamiyo.policy.distribution import MaskedFactoredCategorical
+from tamiyo.policy.model import TamiyoGNN
+from tamiyo.policy.protocol import PolicyStep
 
 
 class ModelPolicy:

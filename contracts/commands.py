@@ -7,8 +7,7 @@ import time
 import numpy as np
 
 from tamiyo.contracts.errors import InvalidFieldError
-from tamiyo.contracts.proto import leyline_pb2 as pb
-from tamiyo.producers.host_common import (
+from tamiyo.contracts.host_schema import (
     NUM_OPS,
     OP_ADVANCE,
     OP_CULL,
@@ -18,6 +17,7 @@ from tamiyo.producers.host_common import (
     OP_WAIT,
     OPS,
 )
+from tamiyo.contracts.proto import leyline_pb2 as pb
 
 _SEED_OPS = {
     OP_WAIT: pb.SEED_OP_WAIT,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from tamiyo.contracts.proto import leyline_pb2 as pb
 from tamiyo.contracts.signing import sign_snapshot
-from tamiyo.learner.model import TamiyoGNN
-from tamiyo.learner.snapshot import save_snapshot
+from tamiyo.policy.model import TamiyoGNN
+from tamiyo.policy.snapshot import encode_snapshot
 
 
 def signed_snapshot(
     model: TamiyoGNN, *, version: int, policy_id: str, key: bytes, algo: str = "", learner_step: int = 0
 ) -> pb.PolicySnapshot:
-    snap = save_snapshot(model, version)
+    snap = encode_snapshot(model, version)
     return sign_snapshot(
         policy_id=policy_id,
         version=version,

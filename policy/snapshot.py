@@ -3,6 +3,9 @@
 The config carries everything needed to rebuild the network (graph schema,
 model config, policy version); loading builds a fresh `TamiyoGNN` and copies
 the weights in strictly, so outputs are bit-identical.
+
+On disk a policy is two files side by side, ``<stem>.safetensors`` and ``<stem>.json``
+(`write_snapshot`, `read_policy_file`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from tamiyo.contracts.graph import GraphSchema
-from tamiyo.learner.model import ModelConfig, TamiyoGNN
+from tamiyo.policy.model import ModelConfig, TamiyoGNN
 
 FORMAT = "tamiyo-policy/1"
 
@@ -33,7 +36,7 @@ class Snapshot:
         return hashlib.sha256(self.weights).hexdigest()
 
 
-def save_snapshot(model: TamiyoGNN, version: int) -> Snapshot:
+def encode_snapshot(model: TamiyoGNN, version: int) -> Snapshot:
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     config = {
         "format": FORMAT,
@@ -55,15 +58,17 @@ def parse_snapshot_config(config_json: str) -> tuple[GraphSchema, ModelConfig, i
     return schema, ModelConfig.from_json(json.dumps(config["model"])), int(config["version"])
 
 
-def load_snapshot(weights: bytes, config_json: str, device: torch.device | str = "cpu") -> tuple[TamiyoGNN, int]:
-    """Rebuild the network described by ``config_json`` and load ``weights`` into it."""
+def network_from_snapshot(
+    weights: bytes, config_json: str, device: torch.device | str = "cpu"
+) -> tuple[TamiyoGNN, int]:
+    """Rebuild the network described by ``config_json`` and load ``weights`` into it: (network, version)."""
     schema, model_config, version = parse_snapshot_config(config_json)
     model = TamiyoGNN(schema, model_config)
-    model.load_state_dict(load_snapshot_weights(weights), strict=True)
+    model.load_state_dict(snapshot_tensors(weights), strict=True)
     return model.to(device), version
 
 
-def load_snapshot_weights(weights: bytes) -> dict[str, torch.Tensor]:
+def snapshot_tensors(weights: bytes) -> dict[str, torch.Tensor]:
     """The tensors of a snapshot (safetensors: no code runs while parsing), on the CPU; ``load_state_dict``
     copies them onto the network's device."""
     return st_load(weights)
@@ -78,10 +83,17 @@ def write_snapshot(snapshot: Snapshot, directory: Path | str, stem: str = "polic
     return weights_path, config_path
 
 
-def read_snapshot(
-    directory: Path | str, stem: str = "policy", device: torch.device | str = "cpu"
-) -> tuple[TamiyoGNN, int]:
-    directory = Path(directory)
-    return load_snapshot(
-        (directory / f"{stem}.safetensors").read_bytes(), (directory / f"{stem}.json").read_text(), device
-    )
+def policy_file(path: Path | str) -> Path:
+    """The ``.safetensors`` file a path names: the file itself, or ``policy.safetensors`` in a directory."""
+    weights = Path(path)
+    if weights.is_dir():
+        weights = weights / "policy.safetensors"
+    if weights.suffix != ".safetensors":
+        raise ValueError(f"{path}: expected a .safetensors policy (with its .json beside it)")
+    return weights
+
+
+def read_policy_file(path: Path | str, device: torch.device | str = "cpu") -> tuple[TamiyoGNN, int]:
+    """Load a policy written by `write_snapshot` (or a run directory holding ``policy.safetensors``)."""
+    weights = policy_file(path)
+    return network_from_snapshot(weights.read_bytes(), weights.with_suffix(".json").read_text(), device)

@@ -1,7 +1,8 @@
-"""What host-train and host-sim share: the graph schema, the features, the joint action mask.
+"""The contract of the host envs (host-train and host-sim): graph schema, node features, action heads.
 
-Both envs are one `HostEnv` (host_env.py) over different backends, so their
-observation and action spaces are identical by construction.
+Both envs are one `HostEnv` (producers/host_env.py) over different backends, so their
+observation and action spaces are identical by construction; the learner and serving read
+the schema from here without building an env.
 
 Graph (one per step), S seed slots, B blueprints, L = S + 1 linear layers:
 
@@ -31,6 +32,10 @@ from tamiyo.contracts.graph import ActionHead, GraphSchema, NodeType, Relation
 OPS: tuple[str, ...] = ("WAIT", "GERMINATE", "ADVANCE", "CULL", "LR_UP", "LR_DOWN")
 OP_WAIT, OP_GERMINATE, OP_ADVANCE, OP_CULL, OP_LR_UP, OP_LR_DOWN = range(6)
 NUM_OPS = len(OPS)
+# The default host: three seed slots and the three blueprints of producers/blueprints.py's catalog
+# (tests check the catalog and HostConfig agree).
+DEFAULT_NUM_SLOTS = 3
+DEFAULT_NUM_BLUEPRINTS = 3
 
 GLOBAL_FEATURES: tuple[tuple[str, str], ...] = (
     ("progress", "epoch / epoch budget"),

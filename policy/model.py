@@ -23,7 +23,7 @@ from torch import nn
 from torch_geometric.nn import GATv2Conv, HeteroConv, SAGEConv
 
 from tamiyo.contracts.graph import GraphSchema
-from tamiyo.learner.batching import GraphBatch
+from tamiyo.policy.batching import GraphBatch
 
 
 @dataclass(frozen=True)

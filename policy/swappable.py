@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from tamiyo.contracts.graph import PackedGraphs
-from tamiyo.learner.model import TamiyoGNN
-from tamiyo.learner.policy import ModelPolicy
-from tamiyo.producers.rollout import PolicyStep
+from tamiyo.policy.model import TamiyoGNN
+from tamiyo.policy.model_policy import ModelPolicy
+from tamiyo.policy.protocol import PolicyStep
 
 
 class SwappablePolicy:

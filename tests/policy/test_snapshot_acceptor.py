@@ -1,4 +1,5 @@
-"""PolicySubscriber.accept without a broker: verify, then load a snapshot into the running actor's policy.
+"""SnapshotAcceptor.accept without a broker (what actors and serving run on every policy record):
+verify, then load a snapshot into the running policy.
 
 A newer snapshot of the same network is copied into the current model in place (no rebuild); a snapshot of
 another network is built fresh; anything that fails a check leaves the acting policy untouched.
@@ -11,16 +12,15 @@ import pytest
 import torch
 from safetensors.torch import save as st_save
 
-from tamiyo.bus.clients import KafkaSettings
 from tamiyo.contracts.codec import encode_envelope
 from tamiyo.contracts.graph import PackedGraphs
 from tamiyo.contracts.signing import DEV_KEY, sign_snapshot
-from tamiyo.learner.model import ModelConfig, TamiyoGNN
-from tamiyo.learner.snapshot import load_snapshot, save_snapshot
-from tamiyo.learner.snapshot_signing import signed_snapshot
-from tamiyo.producers.behaviour import SwappablePolicy
+from tamiyo.policy.model import ModelConfig, TamiyoGNN
+from tamiyo.policy.signing import signed_snapshot
+from tamiyo.policy.snapshot import encode_snapshot, network_from_snapshot
+from tamiyo.policy.swappable import SwappablePolicy
+from tamiyo.policy.verification import SnapshotAcceptor, SnapshotVerifier
 from tamiyo.producers.envs import make_env
-from tamiyo.producers.policy_subscriber import PolicySubscriber
 
 POLICY_ID = "tamiyo-test"
 
@@ -40,15 +40,13 @@ def _record(model: TamiyoGNN, version: int, key: bytes = DEV_KEY) -> bytes:
     return encode_envelope(snap, source="test", producer_id="test", sequence=version)
 
 
-def _subscriber(schema) -> PolicySubscriber:
+def _subscriber(schema) -> SnapshotAcceptor:
     policy = SwappablePolicy(deterministic=True)
-    return PolicySubscriber(
-        KafkaSettings("127.0.0.1:1"), "unused", policy, key=DEV_KEY, policy_id=POLICY_ID, schema=schema
-    )
+    return SnapshotAcceptor(policy, SnapshotVerifier(DEV_KEY, POLICY_ID, schema))
 
 
 def _logits(policy_or_model, graphs: PackedGraphs) -> list[torch.Tensor]:
-    from tamiyo.learner.batching import collate
+    from tamiyo.policy.batching import collate
 
     model = policy_or_model.model if isinstance(policy_or_model, SwappablePolicy) else policy_or_model
     with torch.no_grad():
@@ -117,7 +115,7 @@ def test_signed_weights_that_do_not_fit_the_declared_network_change_nothing(env)
     graphs, _ = _graphs(env)
     kept = _model(1, env.schema)
     assert sub.accept(_record(kept, 1))
-    good = save_snapshot(_model(2, env.schema), version=2)
+    good = encode_snapshot(_model(2, env.schema), version=2)
     state = {k: v.detach().clone() for k, v in _model(2, env.schema).state_dict().items()}
     name = sorted(state)[-1]
     broken = [
@@ -133,5 +131,5 @@ def test_signed_weights_that_do_not_fit_the_declared_network_change_nothing(env)
     for got, want in zip(_logits(sub.policy, graphs), _logits(kept, graphs), strict=True):
         assert torch.equal(got, want)
     # A well-formed snapshot still loads afterwards.
-    model, _ = load_snapshot(good.weights, good.config_json)
+    model, _ = network_from_snapshot(good.weights, good.config_json)
     assert sub.accept(_record(model, 3)) and sub.policy.version == 3

@@ -1,41 +1,15 @@
-"""Synthetic host-like graphs for tests and benchmarks.
+"""Random, contract-valid graphs, masks and unrolls of any `GraphSchema` (tests and benchmarks).
 
-The real host environments live elsewhere; this only mimics their shape
-(global / layer / slot / blueprint nodes, op x slot x blueprint heads with
-pointer heads) so the learner can be exercised without them.
+Use them with the real schemas (`env_schemas.env_schema`, `host_schema.host_schema`): the node
+counts of non-pointer node types vary per graph here, which exercises batching more than an env does.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tamiyo.contracts.graph import ActionHead, GraphSchema, NodeType, PackedGraphs, Relation
+from tamiyo.contracts.graph import GraphSchema, PackedGraphs
 from tamiyo.contracts.unroll import Unroll
-
-
-def host_like_schema(num_slots: int = 3, num_blueprints: int = 4, num_ops: int = 6) -> GraphSchema:
-    return GraphSchema(
-        name="synthetic-host",
-        node_types=(
-            NodeType("global", 8),
-            NodeType("layer", 6),
-            NodeType("slot", 5),
-            NodeType("blueprint", 4),
-        ),
-        relations=(
-            Relation("layer", "next", "layer"),
-            Relation("layer", "feeds", "slot"),
-            Relation("slot", "into", "layer"),
-            Relation("blueprint", "fits", "slot"),
-            Relation("slot", "uses", "blueprint"),
-            Relation("global", "informs", "layer"),
-        ),
-        action_heads=(
-            ActionHead("op", num_ops),
-            ActionHead("slot", num_slots, "slot"),
-            ActionHead("blueprint", num_blueprints, "blueprint"),
-        ),
-    )
 
 
 def random_graphs(schema: GraphSchema, num_graphs: int, rng: np.random.Generator, max_nodes: int = 8) -> PackedGraphs:

@@ -1,0 +1,287 @@
+"""The learner's pure core: one `SampledBatch` record in, what to publish and what to record out.
+
+No Kafka here (`learner/service.py` is the loop around it).  Per batch:
+decode and validate every trajectory against the env's graph schema (a bad batch is rejected whole,
+with the reason), run one IMPALA step (V-trace, prioritized-replay importance weights) or one PPO
+update (GAE, minibatch epochs), and answer with, in send order:
+
+1. the batch's acknowledgement, a `PriorityUpdate` (new |TD| priorities for IMPALA; an empty ack for
+   PPO, which also tells the replay the current policy version);
+2. every ``snapshot_every`` updates, the network as a signed safetensors `PolicySnapshot` — never
+   when the last step was refused (non-finite loss or gradients, circuit breaker) or any weight is
+   non-finite;
+3. every ``telemetry_every`` updates (and after every refused step) a `TelemetryPacket`.
+
+Checkpoints (weights, optimizer, counters; no pickle) go to disk every ``checkpoint_every`` updates
+(the loop calls `checkpoint` when an outcome says so) and `LearnerCore` resumes from them exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tamiyo.contracts.codec import EnvelopeEncoder, decode_envelope, decode_payload_bytes, parse_message
+from tamiyo.contracts.env_schemas import env_schema
+from tamiyo.contracts.errors import InvalidFieldError, LeylineError
+from tamiyo.contracts.packing import unroll_from_proto
+from tamiyo.contracts.proto import leyline_pb2 as pb
+from tamiyo.contracts.records import OutgoingRecord
+from tamiyo.contracts.telemetry import Event, telemetry_packet
+from tamiyo.contracts.topics import Topics
+from tamiyo.contracts.unroll import Unroll
+from tamiyo.learner.checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
+from tamiyo.learner.impala import ImpalaConfig, ImpalaLearner
+from tamiyo.learner.ppo import PPOConfig, PPOLearner
+from tamiyo.policy.model import ModelConfig, TamiyoGNN
+from tamiyo.policy.signing import signed_snapshot
+from tamiyo.policy.snapshot import read_policy_file
+
+log = logging.getLogger(__name__)
+ALGOS = ("impala", "ppo")
+UPDATE_SKIPPED = Event("update_skipped", "non-finite loss or gradients, or circuit breaker open", pb.SEVERITY_WARNING)
+LOSS_NAMES = ("policy_loss", "baseline_loss", "value_loss", "entropy_loss", "loss")
+
+
+@dataclass
+class LearnerConfig:
+    algo: str = "impala"
+    env: str = "host-sim"
+    policy_id: str = "tamiyo"
+    run_id: str = ""
+    snapshot_every: int = 1
+    telemetry_every: int = 1
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 50
+    resume: bool = False
+    init_from: str | None = None  # a policy.safetensors (with policy.json beside it)
+    max_updates: int | None = None
+    max_seconds: float | None = None
+    # Stop after this long without a batch (once one arrived): re-running a recorded stream offline.
+    stop_when_idle_s: float | None = None
+    group_id: str | None = None
+    device: str = "cpu"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    impala: ImpalaConfig = field(default_factory=ImpalaConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+
+
+@dataclass
+class ItemTrace:
+    """What the loop records for one trained trajectory: its trace context and the lag it was trained at."""
+
+    trace_parent: str
+    policy_lag: float
+
+
+@dataclass
+class BatchOutcome:
+    records: list[OutgoingRecord] = field(default_factory=list)  # to publish, in this order
+    rejected: LeylineError | ValueError | None = None  # the batch was not trained on: dead-letter it
+    stepped: bool = False
+    checkpoint_due: bool = False
+    batch_id: int = 0
+    decode_ms: float = 0.0
+    batch_latency_ms: float | None = None  # replay publish -> now
+    metrics: dict[str, float] = field(default_factory=dict)
+    items: list[ItemTrace] = field(default_factory=list)
+
+
+class LearnerCore:
+    def __init__(self, config: LearnerConfig, topics: Topics, signing_key: bytes) -> None:
+        if config.algo not in ALGOS:
+            raise ValueError(f"algo must be one of {ALGOS}")
+        self.config = config
+        self.topics = topics
+        self.signing_key = signing_key
+        self.schema = env_schema(config.env)
+        self.encoder = EnvelopeEncoder(source="learner", correlation_id=config.run_id)
+        torch.manual_seed(config.seed)
+        counters: dict = {}
+        checkpoint_dir = Path(config.checkpoint_dir) if config.checkpoint_dir else None
+        if config.resume and checkpoint_dir is not None and checkpoint_dir.exists():
+            model, counters = load_checkpoint(checkpoint_dir, config.device)
+            log.info("resuming from %s at update %s", checkpoint_dir, counters.get("updates"))
+        elif config.init_from:
+            model, _ = read_policy_file(config.init_from, config.device)
+            log.info("initialised from %s", config.init_from)
+        else:
+            model = TamiyoGNN(self.schema, config.model)
+        if model.schema != self.schema:
+            raise ValueError("the initial policy was built for another graph schema")
+        self.model = model.to(config.device)
+        self.algorithm: ImpalaLearner | PPOLearner
+        if config.algo == "impala":
+            self.algorithm = ImpalaLearner(self.model, config.impala, config.device)
+        else:
+            self.algorithm = PPOLearner(self.model, config.ppo, config.device, seed=config.seed)
+        if counters:
+            assert checkpoint_dir is not None
+            restore_optimizer(checkpoint_dir, self.algorithm.optimizer, config.device)
+            self.algorithm.version = int(counters["version"])
+        self.updates = int(counters.get("updates", 0))
+        self.env_steps = int(counters.get("env_steps", 0))
+        self.last_snapshot_version = -1
+        self.rejected_batches = 0
+        self.last_metrics: dict[str, float] = {}
+        self._recent_rates: deque[tuple[float, int]] = deque(maxlen=50)
+
+    @property
+    def version(self) -> int:
+        """The policy version: successful learner steps (IMPALA) or completed PPO iterations."""
+        return self.algorithm.version
+
+    # ------------------------------------------------------------ records at start and end
+
+    def start_records(self) -> list[OutgoingRecord]:
+        """The initial snapshot (actors start acting with it) and an empty ack announcing the version."""
+        records = [r for r in (self._snapshot_record(),) if r is not None]
+        announce = pb.PriorityUpdate(batch_id=0, learner_step=self.version)
+        return [*records, OutgoingRecord(self.topics.priorities, self.encoder.encode(announce), b"learner")]
+
+    def final_records(self) -> list[OutgoingRecord]:
+        """The last snapshot, unless the newest version is already published (or nothing was learned)."""
+        if not self.updates or self.version == self.last_snapshot_version:
+            return []
+        record = self._snapshot_record()
+        return [record] if record is not None else []
+
+    # ------------------------------------------------------------ one batch
+
+    def handle(self, value: bytes | None) -> BatchOutcome:
+        """Train on one `batches` record; see the module docstring.  Blocking (run it off the event loop)."""
+        outcome = BatchOutcome()
+        t0 = time.perf_counter()
+        try:
+            sampled = decode_envelope(value, expect=pb.SampledBatch).payload  # type: ignore[arg-type]  # None fails
+            unrolls = [self._decode_item(item) for item in sampled.items]
+            if not unrolls:
+                raise InvalidFieldError("empty batch")
+        except (LeylineError, ValueError) as err:
+            self.rejected_batches += 1
+            outcome.rejected = err
+            return outcome
+        outcome.decode_ms = (time.perf_counter() - t0) * 1e3
+        if sampled.created_at_ns:
+            outcome.batch_latency_ms = max(0.0, (time.time_ns() - sampled.created_at_ns) / 1e6)
+        outcome.batch_id = int(sampled.batch_id)
+        weights = np.asarray([it.weight for it in sampled.items], dtype=np.float32)
+        t0 = time.perf_counter()
+        metrics, priorities = self._train(unrolls, weights)
+        step_s = time.perf_counter() - t0
+        steps = sum(u.length for u in unrolls)
+        stepped = outcome.stepped = metrics.get("skipped", 0.0) == 0.0
+        if stepped:
+            self.updates += 1
+            self.env_steps += steps
+        self._recent_rates.append((time.monotonic(), steps))
+
+        ack = pb.PriorityUpdate(batch_id=sampled.batch_id, learner_step=self.version)
+        if len(priorities) == len(sampled.items):
+            ack.indices.extend(it.index for it in sampled.items)
+            ack.keys.extend(it.key for it in sampled.items)
+            ack.priorities.extend(float(p) for p in priorities)
+        outcome.records.append(OutgoingRecord(self.topics.priorities, self.encoder.encode(ack), b"learner"))
+        outcome.items = [
+            ItemTrace(item.trace_parent, float(self.version - unroll.policy_versions.mean()))
+            for item, unroll in zip(sampled.items, unrolls, strict=True)
+        ]
+        metrics.update(
+            {
+                "updates": float(self.updates),
+                "env_steps": float(self.env_steps),
+                "step_ms": step_s * 1e3,
+                "batch_unrolls": float(len(unrolls)),
+                "buffer_size": float(sampled.buffer_size),
+                "is_weight_mean": float(weights.mean()),
+                "samples_per_s": self._samples_per_s(),
+                "policy_lag_mean": float(
+                    np.mean([self.version - int(stepped) - u.policy_versions.mean() for u in unrolls])
+                ),
+                "episode_return_mean": _mean_episode_return(unrolls),
+                "rejected_batches": float(self.rejected_batches),
+                "breaker_failures": float(self.algorithm.breaker.total_failures),
+            }
+        )
+        self.last_metrics = outcome.metrics = metrics
+        cfg = self.config
+        if stepped and self.updates % cfg.snapshot_every == 0:
+            snapshot = self._snapshot_record()
+            if snapshot is not None:
+                outcome.records.append(snapshot)
+        if self.updates % cfg.telemetry_every == 0 or not stepped:
+            outcome.records.append(self._telemetry_record(metrics))
+        outcome.checkpoint_due = bool(stepped and cfg.checkpoint_dir and self.updates % cfg.checkpoint_every == 0)
+        return outcome
+
+    def _decode_item(self, item: pb.SampledItem) -> Unroll:
+        raw = decode_payload_bytes(item.trajectory, item.encoding, item.uncompressed_size)
+        unroll = unroll_from_proto(parse_message(pb.Trajectory, raw))
+        unroll.validate(self.schema)  # shapes, masks and node counts of *this* env
+        return unroll
+
+    def _train(self, unrolls: list[Unroll], weights: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+        if isinstance(self.algorithm, ImpalaLearner):
+            result = self.algorithm.step(unrolls, importance_weights=weights)
+            return dict(result.metrics), result.priorities
+        return dict(self.algorithm.update(unrolls)), np.zeros(0)
+
+    def _samples_per_s(self) -> float:
+        if len(self._recent_rates) < 2:
+            return 0.0
+        span = self._recent_rates[-1][0] - self._recent_rates[0][0]
+        return sum(s for _, s in list(self._recent_rates)[1:]) / span if span > 0 else 0.0
+
+    # ------------------------------------------------------------ outputs
+
+    def weights_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+
+    def _snapshot_record(self) -> OutgoingRecord | None:
+        if not self.weights_finite():
+            log.error("non-finite weights: snapshot %d withheld", self.version)
+            return None
+        snap = signed_snapshot(
+            self.model,
+            version=self.version,
+            policy_id=self.config.policy_id,
+            key=self.signing_key,
+            algo=self.config.algo,
+            learner_step=self.updates,
+        )
+        self.last_snapshot_version = self.version
+        return OutgoingRecord(self.topics.policy, self.encoder.encode(snap), self.config.policy_id.encode())
+
+    def _telemetry_record(self, metrics: dict[str, float]) -> OutgoingRecord:
+        healthy = metrics.get("skipped", 0.0) == 0.0
+        packet = telemetry_packet(
+            "learner",
+            self.config.run_id,
+            metrics,
+            healthy=healthy,
+            labels={"algo": self.config.algo},
+            events=() if healthy else (UPDATE_SKIPPED,),
+        )
+        return OutgoingRecord(self.topics.telemetry, self.encoder.encode(packet), b"learner", best_effort=True)
+
+    def checkpoint(self) -> None:
+        """Write the checkpoint (no-op without a directory, or with non-finite weights).  Blocking."""
+        if not self.config.checkpoint_dir or not self.weights_finite():
+            return
+        counters = {"updates": self.updates, "version": self.version, "env_steps": self.env_steps}
+        save_checkpoint(self.config.checkpoint_dir, self.model, self.algorithm.optimizer, counters)
+
+    def summary(self) -> dict[str, float]:
+        return {"updates": float(self.updates), "version": float(self.version), "env_steps": float(self.env_steps)}
+
+
+def _mean_episode_return(unrolls: list[Unroll]) -> float:
+    returns = np.concatenate([u.episode_returns for u in unrolls])
+    return float(returns.mean()) if returns.size else float("nan")

@@ -1,0 +1,150 @@
+"""The actor's pure core: N environments, the behaviour policy, unrolls encoded as `Trajectory` envelopes.
+
+No Kafka here (`producers/actor.py` is the loop).  The behaviour policy is the learned network (a
+`SwappablePolicy` that a `SnapshotAcceptor` hot-swaps from the policy topic) or a baseline controller.
+
+Delivery identity: each unroll becomes one envelope with ``producer_id = <actor id>:<incarnation>`` and a
+strictly increasing sequence, which is the replay consumer's de-duplication key (a restarted actor gets
+a new incarnation, so its sequence can start again at 0).  Telemetry has its own sequence space so
+trajectory sequences stay contiguous.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tamiyo.contracts.codec import EnvelopeEncoder
+from tamiyo.contracts.packing import unroll_to_proto
+from tamiyo.contracts.telemetry import telemetry_packet
+from tamiyo.contracts.unroll import Unroll
+from tamiyo.policy.swappable import SwappablePolicy
+from tamiyo.policy.verification import SnapshotAcceptor, SnapshotVerifier
+from tamiyo.producers.actor_config import ActorConfig
+from tamiyo.producers.controller_policy import ControllerPolicy
+from tamiyo.producers.controllers import make_controller
+from tamiyo.producers.envs import make_env
+from tamiyo.producers.outbox import OVERFLOW_POLICIES
+from tamiyo.producers.rollout import RolloutCollector
+
+
+@dataclass
+class ActorStats:
+    unrolls_made: int = 0
+    unrolls_published: int = 0
+    unrolls_dropped: int = 0
+    env_steps: int = 0
+    episodes: int = 0
+    publish_errors: int = 0
+    recent_returns: collections.deque = field(default_factory=lambda: collections.deque(maxlen=100))
+    publish_latency_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=500))
+    sequences: list[int] = field(default_factory=list)
+
+
+class ActorCore:
+    def __init__(self, config: ActorConfig, signing_key: bytes | None) -> None:
+        """``signing_key`` verifies policy snapshots (the learned controller only; baselines need none)."""
+        if config.overflow not in OVERFLOW_POLICIES:
+            raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}")
+        self.config = config
+        self.stats = ActorStats()
+        incarnation = f"{os.getpid():x}{time.time_ns() & 0xFFFFFF:06x}"
+        source = f"actor/{config.actor_id}"
+        self.encoder = EnvelopeEncoder(
+            source=source, producer_id=f"{config.actor_id}:{incarnation}", correlation_id=config.run_id
+        )
+        self.telemetry_encoder = EnvelopeEncoder(
+            source=source, producer_id=f"{config.actor_id}:{incarnation}:telemetry"
+        )
+        self.envs = [make_env(config.env, seed=config.seed * 1000 + i) for i in range(config.num_envs)]
+        self.schema = self.envs[0].schema
+        self.acceptor: SnapshotAcceptor | None = None
+        self.policy: SwappablePolicy | ControllerPolicy
+        if config.controller == "policy":
+            if signing_key is None:
+                raise ValueError("the learned controller needs a key to verify policy snapshots")
+            self.policy = SwappablePolicy(device=config.device)
+            verifier = SnapshotVerifier(signing_key, config.policy_id, self.schema)
+            self.acceptor = SnapshotAcceptor(self.policy, verifier, config.device)
+        else:
+            controllers = [
+                make_controller(config.controller, seed=config.seed * 1000 + i) for i in range(len(self.envs))
+            ]
+            self.policy = ControllerPolicy(self.envs, controllers)
+        self.collector = RolloutCollector(
+            self.envs,
+            self.policy,
+            config.unroll_length,
+            seed=config.seed * 1000,
+            actor_id=config.actor_id,
+            env_id=config.env,
+        )
+        self._last_rate = (time.monotonic(), 0)  # (when, env steps) at the last telemetry
+
+    @property
+    def policy_ready(self) -> bool:
+        """True once there is a policy to act with (a baseline always; the learned one after a snapshot)."""
+        return not isinstance(self.policy, SwappablePolicy) or self.policy.wait_ready(0)
+
+    def collect(self) -> list[Unroll]:
+        """One unroll per env (blocking: run it off the event loop)."""
+        return self.collector.collect()
+
+    def record_episodes(self) -> int:
+        """Take note of the episodes finished since the last call; returns the env steps taken since."""
+        eps = self.collector.episodes
+        for e in eps[self.stats.episodes :]:
+            self.stats.recent_returns.append(e.ret)
+        self.stats.episodes = len(eps)
+        new_steps = self.collector.env_steps - self.stats.env_steps
+        self.stats.env_steps = self.collector.env_steps
+        return new_steps
+
+    def encode(self, unroll: Unroll) -> bytes:
+        """The unroll as a `Trajectory` envelope; from here on it counts as made."""
+        value = self.encoder.encode(unroll_to_proto(unroll, self.schema.name))
+        self.stats.unrolls_made += 1
+        return value
+
+    def published(self, sequence: int, latency_ms: float) -> None:
+        self.stats.publish_latency_ms.append(latency_ms)
+        self.stats.unrolls_published += 1
+        self.stats.sequences.append(sequence)
+
+    def telemetry_metrics(self, queue_depth: int) -> dict[str, float]:
+        s = self.stats
+        now = time.monotonic()
+        last_t, last_steps = self._last_rate
+        rate = (s.env_steps - last_steps) / (now - last_t) if now > last_t else 0.0
+        self._last_rate = (now, s.env_steps)
+        metrics = {
+            "env_steps": float(s.env_steps),
+            "env_steps_per_s": rate,
+            "episodes": float(s.episodes),
+            "unrolls_published": float(s.unrolls_published),
+            "unrolls_dropped": float(s.unrolls_dropped),
+            "publish_errors": float(s.publish_errors),
+            "queue_depth": float(queue_depth),
+            "policy_version": float(self.policy.version),
+        }
+        if s.recent_returns:
+            metrics["episode_return_mean"] = float(np.mean(s.recent_returns))
+        if s.publish_latency_ms:
+            metrics["publish_latency_ms_p50"] = float(np.percentile(s.publish_latency_ms, 50))
+        if self.acceptor is not None:
+            metrics["snapshots_loaded"] = float(self.acceptor.stats.loaded)
+            metrics["snapshots_rejected"] = float(sum(self.acceptor.stats.rejected.values()))
+        return metrics
+
+    def telemetry_value(self, queue_depth: int) -> bytes:
+        packet = telemetry_packet(
+            f"actor/{self.config.actor_id}",
+            self.config.run_id,
+            self.telemetry_metrics(queue_depth),
+            healthy=self.stats.publish_errors == 0,
+        )
+        return self.telemetry_encoder.encode(packet)
