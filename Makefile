@@ -13,7 +13,7 @@ help:
 	@echo "make test       the whole test suite against a real local broker"
 	@echo "make test-fast  the suite without the slow learning tests"
 	@echo "make bus-demo   one envelope of every Leyline type through the broker and back"
-	@echo "make lint       ruff"
+	@echo "make lint       ruff, the layer contracts (import-linter), the type checker (mypy)"
 	@echo "make proto      regenerate contracts/proto/leyline_pb2.py(i) from leyline.proto"
 	@echo "make bench      the micro-benchmarks (JSON to stdout); make bench-pipeline: bus vs in-process"
 
@@ -43,8 +43,14 @@ test: kafka
 test-fast: kafka
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# ruff; the layer contracts (import-linter) and the type checker (mypy) over the installed package
+# layout (tools/package_tree.py: the editable install's import hook is invisible to static tools).
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python tools/package_tree.py > /dev/null
+	PYTHONPATH=build/package-tree $(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 proto: venv
 	$(BIN)/python -m grpc_tools.protoc -Icontracts/proto --python_out=contracts/proto \
