@@ -129,7 +129,8 @@ class ImpalaLearner:
 
         with torch.no_grad():
             td = (vt.vs - values.detach()).abs()
-            priorities = td.mean(0).cpu().numpy().astype(np.float64) + cfg.priority_eps
+            # A refused step has no trustworthy TD errors (they are what overflowed): no new priorities.
+            priorities = td.mean(0).cpu().numpy().astype(np.float64) + cfg.priority_eps if stepped else np.zeros(0)
             rhos = vt.log_rhos.exp()
             lag = (self.version - int(stepped) - batch.policy_versions).float()
             metrics = {
