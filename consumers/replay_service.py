@@ -147,7 +147,7 @@ class ReplayService:
 
     async def _commit(self, kafka: _Clients, offsets: Mapping[Hashable, int]) -> None:
         if offsets:
-            await kafka.trajectories.commit(dict(offsets))  # type: ignore[arg-type]  # keys are TopicPartitions
+            await kafka.trajectories.commit(dict(offsets))
             self.core.committed(offsets)
 
     async def _send_telemetry(self, kafka: _Clients) -> None:

@@ -146,7 +146,7 @@ class ServeService:
         n_ok = len(futures)
         self.stats.latency_ms.extend([elapsed_ms] * n_ok)
         if n_ok:
-            attrs = {"service": "serve", "policy_version": self.policy.version}
+            attrs: dict[str, str | int] = {"service": "serve", "policy_version": self.policy.version}
             for _ in range(n_ok):  # one point per decision, like the telemetry percentiles
                 instruments().serve_latency_ms.record(elapsed_ms, attrs)
             instruments().serve_decisions.add(n_ok, attrs)

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 import zstandard
 from google.protobuf.message import DecodeError, Message
@@ -51,6 +51,7 @@ PAYLOAD_CLASSES: tuple[type[Message], ...] = (
 PAYLOAD_TYPES: dict[str, type[Message]] = {cls.DESCRIPTOR.full_name: cls for cls in PAYLOAD_CLASSES}
 
 M = TypeVar("M", bound=Message)
+RecordValue = bytes | bytearray | memoryview | None  # a Kafka record value, as it arrives
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,9 @@ DEFAULT_LIMITS = CodecLimits()
 
 
 @dataclass
-class Decoded:
+class Decoded(Generic[M]):
     envelope: pb.EventEnvelope
-    payload: Message
+    payload: M
 
 
 # zstd contexts are not thread-safe; keep one pair per thread.
@@ -132,7 +133,7 @@ def _bounded_zstd_decompress(data: bytes, cap: int) -> bytes:
     return out
 
 
-def encode_payload_bytes(raw: bytes, limits: CodecLimits = DEFAULT_LIMITS) -> tuple[int, bytes]:
+def encode_payload_bytes(raw: bytes, limits: CodecLimits = DEFAULT_LIMITS) -> tuple[pb.ContentEncoding, bytes]:
     """Choose identity or zstd for ``raw``; returns (encoding, encoded bytes)."""
     if len(raw) >= limits.compress_threshold:
         packed = compress(raw, limits.zstd_level)
@@ -213,7 +214,7 @@ class EnvelopeEncoder:
         )
 
 
-def parse_envelope(data: bytes, limits: CodecLimits = DEFAULT_LIMITS) -> pb.EventEnvelope:
+def parse_envelope(data: RecordValue, limits: CodecLimits = DEFAULT_LIMITS) -> pb.EventEnvelope:
     """Parse and check the envelope itself (not the payload)."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise MalformedRecordError(f"record value is {type(data).__name__}, not bytes")
@@ -235,14 +236,33 @@ def parse_envelope(data: bytes, limits: CodecLimits = DEFAULT_LIMITS) -> pb.Even
     return env
 
 
+@overload
 def decode_envelope(
-    data: bytes,
+    data: RecordValue, *, expect: type[M], limits: CodecLimits = ..., validate: bool = ...
+) -> Decoded[M]: ...
+
+
+@overload
+def decode_envelope(
+    data: RecordValue,
+    *,
+    expect: tuple[type[Message], ...] | None = None,
+    limits: CodecLimits = ...,
+    validate: bool = ...,
+) -> Decoded[Message]: ...
+
+
+def decode_envelope(
+    data: RecordValue,
     *,
     expect: type[Message] | tuple[type[Message], ...] | None = None,
     limits: CodecLimits = DEFAULT_LIMITS,
     validate: bool = True,
-) -> Decoded:
-    """Decode a record value into (envelope, typed payload), or raise a `LeylineError`."""
+) -> Decoded[Any]:
+    """Decode a record value into (envelope, typed payload), or raise a `LeylineError`.
+
+    ``data`` is whatever came off the wire: anything but bytes (e.g. a tombstone's None) is refused
+    as malformed."""
     env = parse_envelope(data, limits)
     cls = PAYLOAD_TYPES[env.payload_type]
     if expect is not None:

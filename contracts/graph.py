@@ -148,14 +148,14 @@ class PackedGraphs:
         if set(self.edge_index) != {r.key for r in schema.relations}:
             raise ValueError("relations do not match the schema")
         for rel in schema.relations:
-            e, c = self.edge_index[rel.key], self.edge_counts.get(rel.key)
-            if c is None or c.shape != (g,) or (c < 0).any():
+            e, counts = self.edge_index[rel.key], self.edge_counts.get(rel.key)
+            if counts is None or counts.shape != (g,) or (counts < 0).any():
                 raise ValueError(f"edge counts {rel.key} malformed")
-            if e.dtype != np.int32 or e.ndim != 2 or e.shape[0] != 2 or e.shape[1] != int(c.sum()):
+            if e.dtype != np.int32 or e.ndim != 2 or e.shape[0] != 2 or e.shape[1] != int(counts.sum()):
                 raise ValueError(f"edge index {rel.key}: bad dtype/shape {e.dtype}{e.shape}")
             # Every local index must address a node of its own graph.
-            src_n = np.repeat(self.node_counts[rel.src], c)
-            dst_n = np.repeat(self.node_counts[rel.dst], c)
+            src_n = np.repeat(self.node_counts[rel.src], counts)
+            dst_n = np.repeat(self.node_counts[rel.dst], counts)
             if e.size and ((e < 0).any() or (e[0] >= src_n).any() or (e[1] >= dst_n).any()):
                 raise ValueError(f"edge index {rel.key} out of range")
         for head in schema.action_heads:

@@ -129,8 +129,8 @@ def static_edges(num_slots: int, num_blueprints: int) -> dict[tuple[str, str, st
     n_layers = num_slots + 1
     layers = np.arange(n_layers - 1)
     slots = np.arange(num_slots)
-    bp_all, slot_all = np.meshgrid(np.arange(num_blueprints), slots, indexing="ij")
-    bp_all, slot_all = bp_all.ravel(), slot_all.ravel()
+    bp_grid, slot_grid = np.meshgrid(np.arange(num_blueprints), slots, indexing="ij")
+    bp_all, slot_all = bp_grid.ravel(), slot_grid.ravel()
     edges = {
         ("layer", "next", "layer"): np.stack([layers, layers + 1]),
         ("layer", "prev", "layer"): np.stack([layers + 1, layers]),

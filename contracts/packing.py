@@ -77,21 +77,21 @@ def graphs_from_proto(msg: pb.GraphState) -> PackedGraphs:
         node_counts[block.node_type] = counts
     edge_index: dict[tuple[str, str, str], np.ndarray] = {}
     edge_counts: dict[tuple[str, str, str], np.ndarray] = {}
-    for block in msg.edges:
-        key = (block.src_type, block.relation, block.dst_type)
+    for edges in msg.edges:
+        key = (edges.src_type, edges.relation, edges.dst_type)
         if key in edge_index:
             raise InvalidFieldError(f"relation {key} appears twice")
-        if block.src_type not in node_counts or block.dst_type not in node_counts:
+        if edges.src_type not in node_counts or edges.dst_type not in node_counts:
             raise InvalidFieldError(f"relation {key} names a node type that is not present")
-        counts = _from(block.counts, I32, g, f"edge counts {key}")
+        counts = _from(edges.counts, I32, g, f"edge counts {key}")
         if g and counts.min() < 0:
             raise InvalidFieldError(f"negative edge count for {key}")
         e = int(counts.sum())
-        index = _from(block.index, I32, 2 * e, f"edge index {key}").reshape(2, e)
+        index = _from(edges.index, I32, 2 * e, f"edge index {key}").reshape(2, e)
         if e and (
             index.min() < 0
-            or _beyond(index[0], node_counts[block.src_type], counts)
-            or _beyond(index[1], node_counts[block.dst_type], counts)
+            or _beyond(index[0], node_counts[edges.src_type], counts)
+            or _beyond(index[1], node_counts[edges.dst_type], counts)
         ):
             raise InvalidFieldError(f"edge index {key} points outside its graph")
         edge_index[key] = index

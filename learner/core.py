@@ -160,7 +160,7 @@ class LearnerCore:
         outcome = BatchOutcome()
         t0 = time.perf_counter()
         try:
-            sampled = decode_envelope(value, expect=pb.SampledBatch).payload  # type: ignore[arg-type]  # None fails
+            sampled = decode_envelope(value, expect=pb.SampledBatch).payload
             unrolls = [self._decode_item(item) for item in sampled.items]
             if not unrolls:
                 raise InvalidFieldError("empty batch")

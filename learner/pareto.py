@@ -66,7 +66,7 @@ def dominance_matrix(F: np.ndarray) -> np.ndarray:
     F = _check(F)
     le = (F[:, None, :] <= F[None, :, :]).all(-1)
     lt = (F[:, None, :] < F[None, :, :]).any(-1)
-    return le & lt
+    return np.asarray(le & lt)
 
 
 def fast_non_dominated_sort(F: np.ndarray) -> list[np.ndarray]:

@@ -17,6 +17,7 @@ import json
 import math
 import warnings
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -107,7 +108,8 @@ class _Torso(nn.Module):
         for conv, norms in zip(self.convs, self.norms, strict=True):
             out = conv(hs, graph.edge_index)
             # Node types that receive no messages keep their state.
-            hs = {t: norms[t](hs[t] + self.act(out[t])) if t in out else hs[t] for t in self.node_types}
+            layer_norms = cast(nn.ModuleDict, norms)  # self.norms holds ModuleDicts; iterating it types as Module
+            hs = {t: layer_norms[t](hs[t] + self.act(out[t])) if t in out else hs[t] for t in self.node_types}
         pooled = torch.cat([_mean_pool(hs[t], graph.batch[t], graph.num_graphs) for t in self.node_types], dim=-1)
         return hs, self.readout(pooled)
 

@@ -52,7 +52,7 @@ class SnapshotVerifier:
     def verify(self, value: bytes | None, newer_than: int = -1) -> VerifiedSnapshot | None:
         """The verified snapshot in record ``value``; None if it belongs to another policy id or is not newer
         than ``newer_than`` (not an error).  Raises `LeylineError` or ValueError when a check fails."""
-        snap = decode_envelope(value, expect=pb.PolicySnapshot).payload  # type: ignore[arg-type]  # None fails here
+        snap = decode_envelope(value, expect=pb.PolicySnapshot).payload
         verify_snapshot(snap, self.signing_key)
         if snap.policy_id != self.policy_id:
             return None  # another policy on the same topic: not ours, not an error

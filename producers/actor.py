@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -104,7 +105,7 @@ class Actor:
 
     async def _enqueue(self, unroll: Unroll, stop: asyncio.Event) -> None:
         # The root span of this trajectory's journey; it ends when Kafka acknowledges the record.
-        attributes = {"tamiyo.actor": self.config.actor_id, "tamiyo.sequence": unroll.sequence}
+        attributes: dict[str, str | int] = {"tamiyo.actor": self.config.actor_id, "tamiyo.sequence": unroll.sequence}
         span = tracer().start_span("actor.publish", kind=SpanKind.PRODUCER, attributes=attributes)
         t0 = time.perf_counter()
         value = self.core.encode(unroll)
@@ -133,9 +134,14 @@ class Actor:
             await self.sender.slot()
             item = self.outbox.pop()
             self._outbox_changed.set()
-            self.sender.submit(topic, item.value, key=key, headers=item.headers,
-                               on_sent=lambda ms, item=item: self._sent(item, ms),
-                               on_retry=lambda err, s, item=item: self._retrying(item, err, s))  # fmt: skip
+            self.sender.submit(
+                topic,
+                item.value,
+                key=key,
+                headers=item.headers,
+                on_sent=functools.partial(self._sent, item),
+                on_retry=functools.partial(self._retrying, item),
+            )
         await self.sender.wait_all()
 
     def _sent(self, item: _Outgoing, latency_ms: float) -> None:

@@ -166,8 +166,8 @@ class ReplayCore:
             self.stats.consumed += 1
             t0 = time.perf_counter()
             try:
-                decoded = decode_envelope(rec.value, expect=pb.Trajectory)  # type: ignore[arg-type]  # None fails
-                unroll = unroll_from_proto(decoded.payload)  # type: ignore[arg-type]  # expect= checked the type
+                decoded = decode_envelope(rec.value, expect=pb.Trajectory)
+                unroll = unroll_from_proto(decoded.payload)
             except LeylineError as err:
                 result.rejected.append((i, err))
                 continue
@@ -307,11 +307,10 @@ class ReplayCore:
         rejected: list[tuple[int, LeylineError]] = []
         for i, value in enumerate(values):
             try:
-                update = decode_envelope(value, expect=pb.PriorityUpdate).payload  # type: ignore[arg-type]
+                update = decode_envelope(value, expect=pb.PriorityUpdate).payload
             except LeylineError as err:
                 rejected.append((i, err))
                 continue
-            assert isinstance(update, pb.PriorityUpdate)
             self.policy_version = max(self.policy_version, int(update.learner_step))
             if self.outstanding.pop(int(update.batch_id), None) is None:
                 self.stats.stale_acks += 1  # another replay's batch, or one that timed out

@@ -102,7 +102,7 @@ class PrioritizedReplay:
             stored = put.slots >= 0
             new_slots = put.slots[stored]
             if raw is None or given_leaves is None:
-                leaf_values = np.full(new_slots.size, float(self._leaf_value(np.float64(self.max_priority))))
+                leaf_values = np.full(new_slots.size, float(self._leaf_value(np.array(self.max_priority))))
             else:
                 leaf_values = given_leaves[stored]
                 if new_slots.size:

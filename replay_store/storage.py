@@ -137,7 +137,7 @@ class TrajectoryStorage:
             keep, duplicates = self._unseen(keys)
         oversized_mask = keep & (sizes > self.max_bytes) if self.max_bytes is not None else None
         oversized = int(oversized_mask.sum()) if oversized_mask is not None else 0
-        if oversized:
+        if oversized_mask is not None and oversized:
             keep &= ~oversized_mask
         offered = np.flatnonzero(keep)
 
@@ -327,7 +327,7 @@ class TrajectoryStorage:
 def _column(values: Sequence[int] | np.ndarray | None, n: int, dtype: type, default: int) -> np.ndarray:
     if values is None:
         return np.full(n, default, dtype=dtype)
-    arr = np.asarray(values, dtype=dtype)
+    arr: np.ndarray = np.asarray(values, dtype=dtype)
     if arr.ndim == 0:
         return np.full(n, arr, dtype=dtype)
     if arr.shape != (n,):

@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import save as st_save
 
 from tamiyo.contracts.codec import encode_envelope
+from tamiyo.contracts.errors import LeylineError
 from tamiyo.contracts.graph import PackedGraphs
 from tamiyo.contracts.signing import DEV_KEY, sign_snapshot
 from tamiyo.policy.model import ModelConfig, TamiyoGNN
@@ -133,3 +134,20 @@ def test_signed_weights_that_do_not_fit_the_declared_network_change_nothing(env)
     # A well-formed snapshot still loads afterwards.
     model, _ = network_from_snapshot(good.weights, good.config_json)
     assert sub.accept(_record(model, 3)) and sub.policy.version == 3
+
+
+def test_verifier_skips_other_policies_and_older_versions_and_checks_the_schema(env):
+    model = _model(1, env.schema)
+    verifier = SnapshotVerifier(DEV_KEY, POLICY_ID, env.schema)
+    verified = verifier.verify(_record(model, 4))
+    assert verified is not None and verified.version == 4 and verified.schema == env.schema
+    assert verifier.verify(_record(model, 4), newer_than=4) is None
+    other = signed_snapshot(model, version=9, policy_id="someone-else", key=DEV_KEY)
+    assert verifier.verify(encode_envelope(other, source="t", producer_id="t", sequence=0)) is None
+    gym = make_env("gym:CartPole-v1").schema
+    with pytest.raises(LeylineError, match="another graph schema"):
+        SnapshotVerifier(DEV_KEY, POLICY_ID, gym).verify(_record(model, 5))
+    # A reader without an env of its own (schema None) takes any schema, still verified.
+    assert SnapshotVerifier(DEV_KEY, POLICY_ID, None).verify(_record(model, 5)) is not None
+    with pytest.raises(LeylineError):
+        SnapshotVerifier(b"another-key-of-32-bytes-length!!", POLICY_ID, None).verify(_record(model, 5))

@@ -1,0 +1,164 @@
+"""LearnerCore without a broker: what one batch record turns into (acks, snapshots, telemetry, dead letters),
+the cadences, the refused step, and an exact resume from a checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tamiyo.contracts.codec import EnvelopeEncoder, decode_envelope, encode_payload_bytes
+from tamiyo.contracts.errors import LeylineError, MalformedRecordError
+from tamiyo.contracts.packing import unroll_to_proto
+from tamiyo.contracts.proto import leyline_pb2 as pb
+from tamiyo.contracts.signing import verify_snapshot
+from tamiyo.contracts.topics import Topics
+from tamiyo.contracts.unroll import Unroll
+from tamiyo.learner.core import LearnerConfig, LearnerCore
+from tamiyo.policy.model import ModelConfig, TamiyoGNN
+from tamiyo.policy.model_policy import ModelPolicy
+from tamiyo.producers.envs import make_env
+from tamiyo.producers.rollout import RolloutCollector
+
+ENV = "gym:CartPole-v1"
+KEY = b"learner-core-test-key-0123456789"
+TOPICS = Topics.for_run("core")
+
+
+def _unrolls(count: int, seed: int = 3, env: str = ENV) -> list[list[Unroll]]:
+    envs = [make_env(env) for _ in range(4)]
+    torch.manual_seed(1)
+    policy = ModelPolicy(TamiyoGNN(envs[0].schema, ModelConfig(hidden=16)))
+    collector = RolloutCollector(envs, policy, 10, seed=seed, actor_id="a", env_id=env)
+    return [collector.collect() for _ in range(count)]
+
+
+def _batch(unrolls: list[Unroll], batch_id: int, reward_scale: float = 1.0) -> bytes:
+    items = []
+    for i, u in enumerate(unrolls):
+        u.rewards = (u.rewards * reward_scale).astype(np.float32)
+        raw = unroll_to_proto(u, "gym").SerializeToString()
+        encoding, body = encode_payload_bytes(raw)
+        items.append(
+            pb.SampledItem(
+                index=10 + i, key=7, weight=0.5, encoding=encoding, uncompressed_size=len(raw), trajectory=body
+            )
+        )
+    return EnvelopeEncoder("replay/test").encode(pb.SampledBatch(batch_id=batch_id, items=items, buffer_size=40))
+
+
+def _core(tmp_path, **kw) -> LearnerCore:
+    config = LearnerConfig(algo="impala", env=ENV, run_id="core", checkpoint_dir=str(tmp_path / "ckpt"),
+                           model=ModelConfig(hidden=16), **kw)  # fmt: skip
+    return LearnerCore(config, TOPICS, KEY)
+
+
+def _payloads(records, topic: str) -> list:
+    return [decode_envelope(r.value).payload for r in records if r.topic == topic]
+
+
+def test_start_records_publish_the_initial_policy_then_announce_its_version(tmp_path):
+    core = _core(tmp_path)
+    records = core.start_records()
+    assert [r.topic for r in records] == [TOPICS.policy, TOPICS.priorities]
+    snap = decode_envelope(records[0].value, expect=pb.PolicySnapshot).payload
+    verify_snapshot(snap, KEY)
+    assert snap.version == 0 and records[0].key == b"tamiyo"
+    announce = decode_envelope(records[1].value, expect=pb.PriorityUpdate).payload
+    assert announce.batch_id == 0 and announce.learner_step == 0 and not announce.indices
+    assert core.final_records() == []  # nothing learned: no final snapshot
+
+
+def test_one_batch_is_acked_with_priorities_then_snapshotted_and_reported(tmp_path):
+    core = _core(tmp_path, checkpoint_every=1)
+    (unrolls,) = _unrolls(1)
+    outcome = core.handle(_batch(unrolls, batch_id=5))
+    assert outcome.rejected is None and outcome.stepped and outcome.checkpoint_due
+    assert [r.topic for r in outcome.records] == [TOPICS.priorities, TOPICS.policy, TOPICS.telemetry]
+    assert [r.best_effort for r in outcome.records] == [False, False, True]
+    (ack,) = _payloads(outcome.records, TOPICS.priorities)
+    assert ack.batch_id == 5 and ack.learner_step == 1
+    assert list(ack.indices) == [10, 11, 12, 13] and list(ack.keys) == [7] * 4
+    assert all(p > 0 and np.isfinite(p) for p in ack.priorities)
+    (snap,) = _payloads(outcome.records, TOPICS.policy)
+    verify_snapshot(snap, KEY)
+    assert snap.version == 1 and snap.learner_step == 1
+    (packet,) = _payloads(outcome.records, TOPICS.telemetry)
+    names = {m.name for m in packet.metrics}
+    assert {"rho_mean", "policy_lag_mean", "is_weight_mean", "updates", "env_steps"} <= names
+    assert core.updates == 1 and core.version == 1 and core.env_steps == 40
+    assert [i.policy_lag for i in outcome.items] == [1.0] * 4  # behaviour version 0, learner now at 1
+    assert core.final_records() == []  # version 1 is already published
+
+
+def test_snapshot_and_telemetry_cadences(tmp_path):
+    core = _core(tmp_path, snapshot_every=2, telemetry_every=2)
+    topics = [[r.topic for r in core.handle(_batch(u, batch_id=b)).records] for b, u in enumerate(_unrolls(3), 1)]
+    assert topics == [[TOPICS.priorities], [TOPICS.priorities, TOPICS.policy, TOPICS.telemetry], [TOPICS.priorities]]
+    (last,) = core.final_records()  # version 3 was never published: the final snapshot carries it
+    assert decode_envelope(last.value, expect=pb.PolicySnapshot).payload.version == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"not a batch", MalformedRecordError),
+        (None, MalformedRecordError),
+        (EnvelopeEncoder("x").encode(pb.SampledBatch(batch_id=1)), LeylineError),  # empty batch
+    ],
+)
+def test_bad_batches_are_rejected_whole_and_change_nothing(tmp_path, value, reason):
+    core = _core(tmp_path)
+    before = [p.detach().clone() for p in core.model.parameters()]
+    outcome = core.handle(value)
+    assert isinstance(outcome.rejected, reason) and outcome.records == [] and not outcome.stepped
+    assert core.rejected_batches == 1 and core.updates == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, core.model.parameters(), strict=True))
+
+
+def test_a_batch_of_another_env_schema_is_rejected(tmp_path):
+    core = _core(tmp_path)
+    host_sim = _unrolls(1, env="host-sim")[0]
+    outcome = core.handle(_batch(host_sim, batch_id=1))
+    assert isinstance(outcome.rejected, ValueError) and core.updates == 0
+
+
+def test_a_refused_step_acks_without_priorities_reports_and_withholds_the_snapshot(tmp_path):
+    core = _core(tmp_path)
+    (unrolls,) = _unrolls(1)
+    outcome = core.handle(_batch(unrolls, batch_id=9, reward_scale=3e38))  # finite rewards, overflowing loss
+    assert outcome.rejected is None and not outcome.stepped and not outcome.checkpoint_due
+    assert [r.topic for r in outcome.records] == [TOPICS.priorities, TOPICS.telemetry]
+    (ack,) = _payloads(outcome.records, TOPICS.priorities)
+    assert ack.batch_id == 9 and ack.learner_step == 0 and not ack.priorities
+    (packet,) = _payloads(outcome.records, TOPICS.telemetry)
+    assert packet.health == pb.HEALTH_DEGRADED and [e.name for e in packet.events] == ["update_skipped"]
+    assert core.updates == 0 and core.algorithm.breaker.total_failures == 1
+
+
+def test_checkpoint_then_resume_continues_exactly(tmp_path):
+    core = _core(tmp_path)
+    for b, unrolls in enumerate(_unrolls(2), 1):
+        core.handle(_batch(unrolls, batch_id=b))
+    core.checkpoint()
+    resumed = _core(tmp_path, resume=True)
+    assert (resumed.updates, resumed.version, resumed.env_steps) == (2, 2, 80)
+    assert all(torch.equal(a, b) for a, b in zip(resumed.model.parameters(), core.model.parameters(), strict=True))
+    sa, sb = resumed.algorithm.optimizer.state_dict(), core.algorithm.optimizer.state_dict()
+    for pid, state in sb["state"].items():
+        for k, v in state.items():
+            assert torch.equal(torch.as_tensor(sa["state"][pid][k]), torch.as_tensor(v))
+
+
+def test_ppo_core_acks_with_an_empty_priority_list(tmp_path):
+    config = LearnerConfig(algo="ppo", env=ENV, model=ModelConfig(hidden=16))
+    core = LearnerCore(config, TOPICS, KEY)
+    (unrolls,) = _unrolls(1)
+    outcome = core.handle(_batch(unrolls, batch_id=3))
+    (ack,) = _payloads(outcome.records, TOPICS.priorities)
+    assert outcome.stepped and ack.batch_id == 3 and ack.learner_step == 1 and not ack.indices
+
+
+def test_unknown_algorithm_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="algo"):
+        LearnerCore(LearnerConfig(algo="sac", env=ENV), TOPICS, KEY)
