@@ -3,9 +3,10 @@
     python bench/learner.py [--device cpu|cuda] [--threads N]
 
 Keys: vtrace_20x128_us, batch_collation_ratio_vs_pyg (PyG Batch.from_data_list
-time / ours, 256 host-sized graphs), ppo_minibatch_update_ms (minibatch 32 of
-host-sized graphs, forward + backward + Adam step), impala_step_ms (a 128 x 20
-batch of host-sized graphs, batching included).
+time / ours, 256 host-sim graphs), ppo_minibatch_update_ms (minibatch 32 of
+host-sim graphs, forward + backward + Adam step), impala_step_ms (a 128 x 20
+batch, batching included).  The data are real host-sim unrolls (random controller).
+
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import numpy as np
 import torch
 from torch_geometric.data import Batch, HeteroData
 
-from tamiyo.contracts.host_schema import host_schema
-from tamiyo.contracts.random_unrolls import random_graphs, random_unroll
+from tamiyo.contracts.env_schemas import env_schema
+from tamiyo.contracts.graph import PackedGraphs
 from tamiyo.learner.impala import ImpalaConfig, ImpalaLearner
 from tamiyo.learner.ppo import PPOConfig, PPOLearner
 from tamiyo.learner.vtrace import vtrace
 from tamiyo.policy.batching import collate
 from tamiyo.policy.model import TamiyoGNN
+from tamiyo.producers.sample_unrolls import host_sim_unrolls
 
 
 def timed(fn: Callable[[], object], repeats: int, warmup: int = 2, sync: bool = False) -> float:
@@ -56,8 +58,8 @@ def bench_vtrace(device: torch.device, sync: bool) -> float:
 
 
 def bench_collation(device: torch.device) -> dict[str, float]:
-    schema = host_schema(3, 3)
-    packed = random_graphs(schema, 256, np.random.default_rng(0))
+    graphs = PackedGraphs.concat([u.graphs for u in host_sim_unrolls(13, length=20)])
+    packed = graphs.select(np.arange(256))
     data_list = []
     for i in range(256):
         one = packed.select(np.array([i]))
@@ -73,9 +75,8 @@ def bench_collation(device: torch.device) -> dict[str, float]:
 
 
 def bench_ppo(device: torch.device) -> dict[str, float]:
-    schema = host_schema(3, 3)
-    rng = np.random.default_rng(0)
-    unrolls = [random_unroll(schema, 32, rng) for _ in range(16)]  # 512 samples = 16 minibatches of 32
+    schema = env_schema("host-sim")
+    unrolls = host_sim_unrolls(16, length=32)  # 512 samples = 16 minibatches of 32
     torch.manual_seed(0)
     learner = PPOLearner(TamiyoGNN(schema), PPOConfig(update_epochs=1, target_kl=None), device)
     seconds = timed(lambda: learner.update(unrolls), 3, 1)
@@ -83,9 +84,8 @@ def bench_ppo(device: torch.device) -> dict[str, float]:
 
 
 def bench_impala(device: torch.device) -> float:
-    schema = host_schema(3, 3)
-    rng = np.random.default_rng(0)
-    unrolls = [random_unroll(schema, 20, rng) for _ in range(128)]
+    schema = env_schema("host-sim")
+    unrolls = host_sim_unrolls(128, length=20)
     torch.manual_seed(0)
     learner = ImpalaLearner(TamiyoGNN(schema), ImpalaConfig(), device)
     return timed(lambda: learner.step(unrolls), 5, 1) * 1e3
@@ -112,7 +112,7 @@ def main() -> None:
         "ppo_minibatch_update_ms": round(ppo["minibatch_ms"], 2),
         "ppo_update_512_samples_ms": round(ppo["update_ms"], 1),
         "impala_step_ms": round(bench_impala(device), 1),
-        "graphs": "synthetic host-like: 1 global, 1-8 layers, 3 slots, 4 blueprints, 6 relations",
+        "graphs": "host-sim (random controller): 1 global, 4 layers, 3 slots, 3 blueprints, 14 relations",
     }
     print(json.dumps(result))
 
