@@ -6,7 +6,6 @@ Keys: vtrace_20x128_us, batch_collation_ratio_vs_pyg (PyG Batch.from_data_list
 time / ours, 256 host-sim graphs), ppo_minibatch_update_ms (minibatch 32 of
 host-sim graphs, forward + backward + Adam step), impala_step_ms (a 128 x 20
 batch, batching included).  The data are real host-sim unrolls (random controller).
-
 """
 
 from __future__ import annotations
