@@ -129,6 +129,26 @@ def make_admin(settings: KafkaSettings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**settings.common_kwargs())
 
 
+async def wait_for_partitions(
+    consumer: AIOKafkaConsumer, topic: str, stop: asyncio.Event | None = None, timeout_s: float = 30.0
+) -> set[int]:
+    """The partition numbers of ``topic``, waiting for its metadata (the topic may have just been created).
+
+    Refreshes the consumer's metadata every 0.2 s until the topic shows up; an empty set if ``stop`` is
+    set or ``timeout_s`` passes first.  Call it before assigning: an unassigned consumer's refresh asks
+    for every topic, so a topic the consumer has never heard of is found too.
+    """
+    deadline = time.monotonic() + timeout_s
+    partitions = consumer.partitions_for_topic(topic)
+    while not partitions:
+        if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
+            return set()
+        await asyncio.sleep(0.2)
+        await consumer._client.force_metadata_update()  # aiokafka has no public call for this
+        partitions = consumer.partitions_for_topic(topic)
+    return set(partitions)
+
+
 async def assign_from_beginning(
     consumer: AIOKafkaConsumer, topic: str, stop: asyncio.Event | None = None, timeout_s: float = 30.0
 ) -> list[TopicPartition]:
@@ -137,14 +157,9 @@ async def assign_from_beginning(
     For readers that need the whole topic: the compacted policy topic, telemetry, benchmarks.
     Waits for the topic's metadata (it may have just been created); [] if ``stop`` is set first.
     """
-    deadline = time.monotonic() + timeout_s
-    partitions = consumer.partitions_for_topic(topic)
-    while not partitions:
-        if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
-            return []
-        await asyncio.sleep(0.2)
-        await consumer._client.force_metadata_update()  # aiokafka has no public call for this
-        partitions = consumer.partitions_for_topic(topic)
+    partitions = await wait_for_partitions(consumer, topic, stop, timeout_s)
+    if not partitions:
+        return []
     tps = [TopicPartition(topic, p) for p in sorted(partitions)]
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)

@@ -212,7 +212,7 @@ def _handle(args: argparse.Namespace) -> int:
         import asyncio
 
         from tamiyo.bus.admin import ensure_topics
-        from tamiyo.consumers.topic_tools import replay_file
+        from tamiyo.consumers.topic_replay import replay_file
 
         asyncio.run(ensure_topics(settings, topics))
         replayed = asyncio.run(replay_file(settings, args.from_recording, topics.batches))

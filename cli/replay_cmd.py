@@ -10,7 +10,7 @@ from tamiyo.cli.common import add_run_arguments, run_until_signalled, setup_logg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from tamiyo.replay_store.core import MODES, ReplayConfig  # light: numpy only
+    from tamiyo.replay_store.replay_config import MODES, ReplayConfig  # light: no numpy, no Kafka
 
     d = ReplayConfig()
     p = sub.add_parser("replay", help="replay consumer: trajectories -> prioritized/FIFO buffer -> batches")
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _handle(args: argparse.Namespace) -> int:
     from tamiyo.consumers.replay_service import ReplayService
-    from tamiyo.replay_store.core import ReplayConfig
+    from tamiyo.replay_store.replay_config import ReplayConfig
 
     setup_logging(args.verbose)
     config = ReplayConfig(

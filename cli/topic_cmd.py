@@ -13,6 +13,16 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the handlers import these lazily: `tamiyo --help` stays fast
+    import asyncio
+
+    from tamiyo.bus.clients import KafkaSettings
+    from tamiyo.consumers.topic_reader import ReadRange
+
+    Main = Callable[[KafkaSettings, asyncio.Event], Awaitable[int]]
 
 
 def _add_range_arguments(p: argparse.ArgumentParser, *, partitions: bool = True) -> None:
@@ -92,8 +102,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         add_kafka_arguments(sp, bootstrap_required=True)
 
 
-def _range(args: argparse.Namespace):
-    from tamiyo.consumers.topic_tools import ReadRange, parse_time
+def _range(args: argparse.Namespace) -> ReadRange:
+    from tamiyo.consumers.topic_reader import ReadRange, parse_time
 
     return ReadRange(
         from_offset=args.from_offset,
@@ -103,19 +113,20 @@ def _range(args: argparse.Namespace):
     )
 
 
-def _run(args: argparse.Namespace, factory) -> int:
+def _run(args: argparse.Namespace, factory: Main) -> int:
     """Run ``factory(stop)`` with SIGINT/SIGTERM -> stop; user errors -> one line on stderr, exit 2."""
     from aiokafka.errors import KafkaError
 
     from tamiyo.bus.clients import settings_from_args
     from tamiyo.cli.common import run_until_signalled, setup_logging
     from tamiyo.consumers.recording import RecordingError
-    from tamiyo.consumers.topic_tools import TopicToolError
+    from tamiyo.consumers.topic_reader import TopicToolError
 
     setup_logging(args.verbose)
     try:
         settings = settings_from_args(args)
-        return int(run_until_signalled(coro_factory=lambda stop: factory(settings, stop)) or 0)
+        code = run_until_signalled(coro_factory=lambda stop: factory(settings, stop))
+        return code if isinstance(code, int) else 0
     except (TopicToolError, RecordingError, OSError, KafkaError) as err:
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
         return 2
@@ -123,12 +134,12 @@ def _run(args: argparse.Namespace, factory) -> int:
 
 def _dump(args: argparse.Namespace) -> int:
     from tamiyo.consumers.render import render_record, to_json
-    from tamiyo.consumers.topic_tools import read_topic
+    from tamiyo.consumers.topic_reader import read_topic
 
     rng = _range(args)
     pretty = args.format == "json"
 
-    async def main(settings, stop) -> int:
+    async def main(settings: KafkaSettings, stop: asyncio.Event) -> int:
         shown = bad = 0
         kw = {"follow": args.follow, "stop": stop, "max_records": args.max, "max_seconds": args.max_seconds}
         kw["metadata_timeout_s"] = args.wait_topic
@@ -152,11 +163,11 @@ def _dump(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from tamiyo.consumers.topic_tools import topic_stats
+    from tamiyo.consumers.topic_stats import topic_stats
 
     rng = _range(args)
 
-    async def main(settings, stop) -> int:
+    async def main(settings: KafkaSettings, stop: asyncio.Event) -> int:
         out = await topic_stats(
             settings,
             args.topic,
@@ -173,11 +184,11 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from tamiyo.consumers.topic_tools import record_topic
+    from tamiyo.consumers.topic_replay import record_topic
 
     rng = _range(args)
 
-    async def main(settings, stop) -> int:
+    async def main(settings: KafkaSettings, stop: asyncio.Event) -> int:
         out = await record_topic(
             settings,
             args.topic,
@@ -196,7 +207,7 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from tamiyo.consumers.topic_tools import replay_file, replay_topic
+    from tamiyo.consumers.topic_replay import replay_file, replay_topic
 
     if (args.topic is None) == (args.from_file is None):
         print("error: give a source TOPIC or --from-file FILE (not both)", file=sys.stderr)
@@ -210,7 +221,7 @@ def _replay(args: argparse.Namespace) -> int:
     rng = _range(args) if args.topic is not None else None
     common = {"rate": args.rate, "keep_timestamps": args.keep_timestamps, "create": not args.no_create}
 
-    async def main(settings, stop) -> int:
+    async def main(settings: KafkaSettings, stop: asyncio.Event) -> int:
         if args.from_file is not None:
             out = await replay_file(
                 settings, args.from_file, args.to, partitions=args.partitions, stop=stop, max_records=args.max, **common

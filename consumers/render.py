@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -237,7 +237,8 @@ def render_deadletter(msg: pb.DeadLetter, full: bool = False) -> dict[str, Any]:
     return out
 
 
-_RENDERERS = {
+# Each takes its own message type: Any, as a mapping cannot tie a key's type to its value's parameter.
+_RENDERERS: dict[type[Message], Callable[[Any, bool], dict[str, Any]]] = {
     pb.GraphState: render_graph,
     pb.Trajectory: render_trajectory,
     pb.SampledBatch: render_batch,

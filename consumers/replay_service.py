@@ -31,7 +31,8 @@ from tamiyo.bus.observability import (
     tracer,
 )
 from tamiyo.contracts.topics import Topics
-from tamiyo.replay_store.core import IncomingRecord, ReplayConfig, ReplayCore, ReplayStats
+from tamiyo.replay_store.core import IncomingRecord, ReplayCore
+from tamiyo.replay_store.replay_config import ReplayConfig, ReplayStats
 
 
 @dataclass

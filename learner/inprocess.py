@@ -2,7 +2,7 @@
 
 The loops do not build environments: they get a `CollectorFactory` that, given the behaviour policy,
 the number of envs and the unroll length, returns an `ExperienceSource` (a `RolloutCollector` over
-gym or host envs, from `tamiyo.producers.experience`).  So the learner never imports the producers,
+gym or host envs: the producers' `experience.env_collectors`).  So the learner never imports the producers,
 and the same `ImpalaLearner` / `PPOLearner` cores run here, in `bench/` and in the learner service.
 
 PPO: the collector acts with the learner's own network (on-policy).

@@ -1,6 +1,6 @@
 """The learned behaviour policy of an actor: the TamiyoGNN, replaced in place when a newer
 verified snapshot arrives (no restart); every step records the version used.
-(Baseline controllers act through `tamiyo.producers.controller_policy.ControllerPolicy`.)
+(Baseline controllers act through the producers' `ControllerPolicy`, behind the same `Policy` interface.)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Experience for the in-process training loops (`tamiyo.learner.inprocess`): collectors over envs.
+"""Experience for the in-process training loops (the learner's `inprocess` module): collectors over envs.
 
 `env_collectors(env_name, seed)` is the `CollectorFactory` those loops take: given the behaviour
 policy, the number of envs and the unroll length, a `RolloutCollector` over fresh envs of

@@ -39,51 +39,12 @@ from tamiyo.contracts.telemetry import LabelledMetric, telemetry_packet
 from tamiyo.replay_store.fifo import OnPolicyFifo
 from tamiyo.replay_store.prioritized import PrioritizedReplay
 from tamiyo.replay_store.rate_limiter import RateLimiter
+from tamiyo.replay_store.replay_config import MODES, ReplayConfig, ReplayStats
 from tamiyo.replay_store.schedules import LinearBetaSchedule
 from tamiyo.replay_store.snapshot import load_replay_snapshot, save_replay_snapshot
 from tamiyo.replay_store.storage import ItemMeta
 
 log = logging.getLogger(__name__)
-MODES = ("prioritized", "fifo")
-
-
-@dataclass
-class ReplayConfig:
-    mode: str = "prioritized"
-    capacity: int = 100_000
-    max_bytes: int = 1 << 30
-    batch_size: int = 32  # trajectories per SampledBatch
-    alpha: float = 0.6
-    beta_start: float = 0.4
-    beta_end: float = 1.0
-    beta_steps: int = 10_000  # batches over which beta anneals
-    min_size: int | None = None  # items before the first sample (default: batch_size)
-    # Replay ratio: how often each trajectory is sampled on average (None: no limit but the minimum size).
-    samples_per_insert: float | None = None
-    samples_per_insert_tolerance: float = 256.0
-    max_in_flight: int = 2  # batches published and not yet acknowledged by the learner
-    ack_timeout_s: float = 120.0  # an unacknowledged batch stops counting after this long
-    max_policy_lag: int = 4  # fifo: items older than this many policy versions are dropped
-    snapshot_path: str | None = None
-    snapshot_every_s: float = 10.0
-    telemetry_every_s: float = 5.0
-    replay_id: str = "replay-0"
-    run_id: str = ""
-    group_id: str | None = None
-    max_seconds: float | None = None
-    seed: int = 0
-
-
-@dataclass
-class ReplayStats:
-    consumed: int = 0
-    inserted: int = 0
-    duplicates: int = 0
-    batches_published: int = 0
-    acks: int = 0
-    priority_updates_applied: int = 0
-    stale_acks: int = 0
-    snapshots: int = 0
 
 
 @dataclass(frozen=True)

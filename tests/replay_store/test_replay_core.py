@@ -13,7 +13,8 @@ from tamiyo.contracts.errors import LeylineError, MalformedRecordError, NonFinit
 from tamiyo.contracts.examples import example_unroll
 from tamiyo.contracts.packing import unroll_to_proto
 from tamiyo.contracts.proto import leyline_pb2 as pb
-from tamiyo.replay_store.core import IncomingRecord, ReplayConfig, ReplayCore
+from tamiyo.replay_store.core import IncomingRecord, ReplayCore
+from tamiyo.replay_store.replay_config import ReplayConfig
 from tamiyo.replay_store.snapshot import load_replay_snapshot
 
 

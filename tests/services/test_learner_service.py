@@ -147,7 +147,7 @@ async def test_non_finite_update_never_produces_a_snapshot(kafka_settings, run_n
 
 async def test_learner_reruns_a_recorded_batch_stream_offline(kafka_settings, run_name, tmp_path):
     """Record a run's batches to a file, replay them into a new run, train on them; the learner stops when idle."""
-    from tamiyo.consumers.topic_tools import record_topic, replay_file
+    from tamiyo.consumers.topic_replay import record_topic, replay_file
 
     original, rerun = Topics.for_run(run_name), Topics.for_run(run_name + "r")
     await ensure_topics(kafka_settings, original)
@@ -164,7 +164,7 @@ async def test_learner_reruns_a_recorded_batch_stream_offline(kafka_settings, ru
 
 
 async def test_learner_cli_trains_on_a_recording_and_stops_by_itself(kafka_settings, run_name, tmp_path):
-    from tamiyo.consumers.topic_tools import record_topic
+    from tamiyo.consumers.topic_replay import record_topic
 
     source = Topics.for_run(run_name)
     await ensure_topics(kafka_settings, source)

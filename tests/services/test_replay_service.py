@@ -19,7 +19,7 @@ from tamiyo.contracts.codec import EnvelopeEncoder, decode_envelope, decode_payl
 from tamiyo.contracts.packing import unroll_from_proto
 from tamiyo.contracts.proto import leyline_pb2 as pb
 from tamiyo.contracts.topics import Topics
-from tamiyo.replay_store.core import ReplayConfig
+from tamiyo.replay_store.replay_config import ReplayConfig
 
 from .helpers import latest_metrics, produce, read, trajectory_records, wait_until
 

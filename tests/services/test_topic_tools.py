@@ -18,7 +18,7 @@ import zstandard
 from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 
-from tamiyo.bus.clients import KafkaSettings, make_admin, make_consumer, make_producer
+from tamiyo.bus.clients import KafkaSettings, make_admin, make_consumer, make_producer, wait_for_partitions
 from tamiyo.consumers.recording import (
     RecordedRecord,
     RecordingError,
@@ -28,18 +28,9 @@ from tamiyo.consumers.recording import (
     read_recording,
 )
 from tamiyo.consumers.render import render_record, render_value
-from tamiyo.consumers.topic_tools import (
-    RateLimiter,
-    ReadRange,
-    TopicReader,
-    TopicToolError,
-    parse_time,
-    read_topic,
-    record_topic,
-    replay_file,
-    replay_topic,
-    topic_stats,
-)
+from tamiyo.consumers.topic_reader import ReadRange, Record, TopicReader, TopicToolError, parse_time, read_topic
+from tamiyo.consumers.topic_replay import Pacer, record_topic, replay_file, replay_topic
+from tamiyo.consumers.topic_stats import StatsAccumulator, topic_stats
 from tamiyo.contracts.codec import EnvelopeEncoder, encode_payload_bytes
 from tamiyo.contracts.examples import example_payloads, example_unroll
 from tamiyo.contracts.packing import unroll_to_proto
@@ -442,22 +433,148 @@ def test_render_never_raises_on_garbage():
     assert render_value(None)["error"]["reason"] == "Tombstone"
 
 
-def test_parse_time_and_rate_limiter():
+def test_parse_time_and_pacer():
     assert parse_time("1764120000000") == 1764120000000
     assert parse_time("2026-11-26T01:20:00Z") == parse_time("2026-11-26T01:20:00+00:00") == 1795656000000
     assert parse_time("2026-11-26T01:20:00") == 1795656000000
     with pytest.raises(TopicToolError):
         parse_time("yesterday")
     with pytest.raises(TopicToolError):
-        RateLimiter(0)
+        Pacer(0)
     with pytest.raises(TopicToolError):
         ReadRange(last=3, from_offset=1)
 
     async def pace() -> float:
-        limiter = RateLimiter(50.0)
+        limiter = Pacer(50.0)
         t0 = time.monotonic()
         for _ in range(6):
             await limiter.wait()
         return time.monotonic() - t0
 
     assert asyncio.run(pace()) >= 5 / 50.0 - 0.005
+
+
+class _FakeClock:
+    """A monotonic clock that only moves when the code under test sleeps (or a test says so)."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_pacer_follows_the_schedule_with_a_fake_clock():
+    clock = _FakeClock()
+    pacer = Pacer(4.0, clock=clock, sleep=clock.sleep)
+    sent: list[float] = []
+
+    async def send(n: int) -> None:
+        for _ in range(n):
+            await pacer.wait()
+            sent.append(clock.now)
+
+    asyncio.run(send(5))
+    assert sent == [100.0, 100.25, 100.5, 100.75, 101.0]  # the first at once, then exactly 1 / rate apart
+    assert clock.sleeps == [0.25] * 4
+
+    clock.now += 1.0  # a stall (a slow send): the records already due go at once, then back on the schedule
+    clock.sleeps.clear()
+    sent.clear()
+    asyncio.run(send(6))
+    assert sent == [102.0, 102.0, 102.0, 102.0, 102.25, 102.5]
+    assert all(t >= 100.0 + i / 4.0 for i, t in enumerate(sent, start=5))  # never ahead of t0 + i / rate
+    assert clock.sleeps == [0.25, 0.25]
+
+
+def test_pacer_without_a_rate_never_waits():
+    clock = _FakeClock()
+    pacer = Pacer(None, clock=clock, sleep=clock.sleep)
+
+    async def go() -> None:
+        for _ in range(100):
+            await pacer.wait()
+
+    asyncio.run(go())
+    assert clock.sleeps == [] and clock.now == 100.0
+    with pytest.raises(TopicToolError, match="positive"):
+        Pacer(-1.0)
+
+
+def test_stats_accumulator_counts_without_kafka():
+    enc = EnvelopeEncoder("test/stats", producer_id="stats:1")
+    good = enc.encode(pb.TelemetryPacket(source="a"))
+    other_producer = EnvelopeEncoder("test/stats", producer_id="stats:2").encode(pb.HardwareContext(device_type="cpu"))
+    future = pb.EventEnvelope.FromString(good)
+    future.schema_version = 9
+    values: list[tuple[bytes | None, int]] = [
+        (good, 2_000),
+        (other_producer, 1_000),
+        (future.SerializeToString(), 3_000),
+        (b"\xff\x00garbage", -1),  # no timestamp
+        (None, 4_000),  # a tombstone
+    ]
+    acc = StatsAccumulator()
+    for i, (value, ts) in enumerate(values):
+        acc.add(Record("t", i % 2, i, ts, b"k", value))
+    s = acc.summary()
+    sizes = [len(v) if v is not None else 0 for v, _ in values]
+    assert s["records"] == 5 and acc.per_partition == {0: 3, 1: 2}
+    assert s["bytes"] == {
+        "total": sum(sizes),
+        "min": 0,
+        "mean": round(sum(sizes) / 5, 1),
+        "max": max(sizes),
+    }
+    assert s["payload_types"] == {"leyline.v1.TelemetryPacket": 1, "leyline.v1.HardwareContext": 1}
+    current = str(pb.EventEnvelope.FromString(good).schema_version)
+    assert s["schema_versions"] == {current: 2, "9": 1}  # the refused one is still counted
+    assert s["content_encodings"] == {"CONTENT_ENCODING_IDENTITY": 2}
+    assert s["undecodable"] == {
+        "total": 3,
+        "by_reason": {"SchemaVersionError": 1, "MalformedRecordError": 1, "Tombstone": 1},
+    }
+    assert s["producers"] == 2
+    assert s["first_timestamp"] == "1970-01-01T00:00:01.000+00:00"
+    assert s["last_timestamp"] == "1970-01-01T00:00:04.000+00:00"
+    json.dumps(s)
+
+    empty = StatsAccumulator().summary()
+    assert empty["records"] == 0 and empty["bytes"] == {"total": 0, "min": 0, "mean": 0.0, "max": 0}
+    assert empty["first_timestamp"] is None and empty["undecodable"] == {"total": 0, "by_reason": {}}
+
+
+class _FakeMetadataConsumer:
+    """Just enough of an AIOKafkaConsumer for `wait_for_partitions`: metadata appears after N refreshes."""
+
+    def __init__(self, partitions: set[int] | None, after_refreshes: int) -> None:
+        self.partitions, self.after, self.refreshes = partitions, after_refreshes, 0
+        self._client = self
+
+    async def force_metadata_update(self) -> bool:
+        self.refreshes += 1
+        return True
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return self.partitions if self.refreshes >= self.after else None
+
+
+def test_wait_for_partitions_refreshes_until_the_topic_appears():
+    async def go() -> None:
+        ready = _FakeMetadataConsumer({2, 0, 1}, after_refreshes=0)
+        assert await wait_for_partitions(ready, "t", timeout_s=1.0) == {0, 1, 2} and ready.refreshes == 0
+        late = _FakeMetadataConsumer({0}, after_refreshes=2)
+        assert await wait_for_partitions(late, "t", timeout_s=5.0) == {0} and late.refreshes == 2
+        never = _FakeMetadataConsumer(None, after_refreshes=0)
+        assert await wait_for_partitions(never, "t", timeout_s=0.3) == set()
+        stop = asyncio.Event()
+        stop.set()
+        stopped = _FakeMetadataConsumer(None, after_refreshes=0)
+        assert await wait_for_partitions(stopped, "t", stop, timeout_s=60.0) == set() and stopped.refreshes == 0
+
+    asyncio.run(go())

@@ -19,7 +19,7 @@ from tamiyo.learner.core import LearnerConfig
 from tamiyo.learner.service import LearnerService
 from tamiyo.policy.model import ModelConfig
 from tamiyo.producers.actor import Actor, ActorConfig
-from tamiyo.replay_store.core import ReplayConfig
+from tamiyo.replay_store.replay_config import ReplayConfig
 
 from .helpers import produce, wait_until
 
