@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -137,4 +138,12 @@ def test_collector_config_and_dockerfile(compose):
         if line.startswith("COPY "):
             for src in line.split()[1:-1]:
                 assert (ROOT / src).exists(), f"Dockerfile copies missing {src}"
+    # ... and copies every folder the package is built from (pyproject's package-dir), so `pip install .` works.
+    package_dirs = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values()
+    )
+    copied = {
+        src for line in DOCKERFILE.read_text().splitlines() if line.startswith("COPY ") for src in line.split()[1:-1]
+    }
+    assert package_dirs <= copied, f"Dockerfile does not copy {sorted(package_dirs - copied)}"
     assert compose["services"]["learner"]["build"]["dockerfile"] == "compose/Dockerfile"
