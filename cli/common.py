@@ -7,8 +7,12 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from tamiyo.contracts.topics import Topics
+
+T = TypeVar("T")
 
 # The names of learner/presets.py's PRESETS, for the CLI's `--preset` choices without importing
 # torch at start-up (tests/services/test_learning_over_kafka.py checks the two agree).
@@ -34,10 +38,10 @@ def topics_from_args(args: argparse.Namespace) -> Topics:
     return Topics.for_run(args.run)
 
 
-def run_until_signalled(main: asyncio.Future | None = None, coro_factory=None) -> object:
-    """Run ``coro_factory(stop)`` with SIGINT/SIGTERM setting ``stop`` for a clean shutdown."""
+def run_until_signalled(coro_factory: Callable[[asyncio.Event], Awaitable[T]]) -> T:
+    """Run ``coro_factory(stop)`` with SIGINT/SIGTERM setting ``stop`` for a clean shutdown; its result."""
 
-    async def runner() -> object:
+    async def runner() -> T:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -13,6 +13,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ async def roundtrip(settings: KafkaSettings, run: str) -> dict:
         await producer.stop()
     consumer = make_consumer(settings, topics.telemetry, group_id=f"demo-{run}")
     await consumer.start()
-    received = []
+    received: list[dict[str, Any]] = []
     try:
         deadline = time.monotonic() + 30
         while len(received) < len(payloads) and time.monotonic() < deadline:

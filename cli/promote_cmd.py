@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from tamiyo.bus.clients import add_kafka_arguments, settings_from_args
+from tamiyo.bus.clients import KafkaSettings, add_kafka_arguments, settings_from_args
 from tamiyo.cli.common import add_run_arguments, setup_logging, topics_from_args
 
 DEFAULT_POLICY_ID = "tamiyo-serving"
@@ -109,14 +109,26 @@ def choose(evaluated: list[dict], weights: dict[str, float] | None) -> dict:
     }
 
 
-async def publish(settings, topic: str, policy_id: str, path: Path, version: int | None) -> dict:
+async def _newest_version(settings: KafkaSettings, topic: str, policy_id: str) -> int:
+    """Newest version of ``policy_id`` on the (compacted) policy topic; -1 if none."""
+    from tamiyo.cli.policy_topic import PolicyTopicMissing, newest_version
+
+    try:
+        return await newest_version(settings, topic, policy_id, client_id="tamiyo-promote")
+    except PolicyTopicMissing:
+        raise SystemExit(f"tamiyo promote: error: topic {topic} not found (tamiyo topics create --run ...)") from None
+    except TimeoutError as err:
+        raise SystemExit(f"tamiyo promote: error: {err}") from None
+
+
+async def publish(settings: KafkaSettings, topic: str, policy_id: str, path: Path, version: int | None) -> dict:
     """Sign and publish ``path`` under ``policy_id`` with a version newer than any on ``topic``."""
     from tamiyo.bus.clients import make_producer
     from tamiyo.contracts.codec import EnvelopeEncoder
     from tamiyo.contracts.signing import key_id, policy_key, sign_snapshot
 
     key = policy_key()
-    newest = await latest_version(settings, topic, policy_id)
+    newest = await _newest_version(settings, topic, policy_id)
     if version is None:
         version = max(newest, 0) + 1
     elif version <= newest:
@@ -147,41 +159,6 @@ async def publish(settings, topic: str, policy_id: str, path: Path, version: int
         "sha256": snap.sha256.hex(),
         "key_id": key_id(key),
     }
-
-
-async def latest_version(settings, topic: str, policy_id: str, timeout_s: float = 30.0) -> int:
-    """Newest version of ``policy_id`` on the (compacted) policy topic; -1 if none."""
-    from tamiyo.bus.clients import assign_from_beginning, make_consumer
-    from tamiyo.contracts.codec import decode_envelope
-    from tamiyo.contracts.errors import LeylineError
-    from tamiyo.contracts.proto import leyline_pb2 as pb
-
-    consumer = make_consumer(settings.with_client_id("tamiyo-promote"), group_id=None)
-    await consumer.start()
-    newest = -1
-    try:
-        tps = await assign_from_beginning(consumer, topic, timeout_s=timeout_s)
-        if not tps:
-            raise SystemExit(f"tamiyo promote: error: topic {topic} not found (tamiyo topics create --run ...)")
-        end = await consumer.end_offsets(tps)
-        remaining = {tp for tp in tps if end[tp] > 0}
-        while remaining:
-            for tp, records in (await consumer.getmany(*remaining, timeout_ms=500)).items():
-                for rec in records:
-                    try:
-                        snap = decode_envelope(rec.value, expect=pb.PolicySnapshot).payload
-                    except LeylineError:
-                        continue
-                    if snap.policy_id == policy_id:
-                        newest = max(newest, int(snap.version))
-                if records and records[-1].offset >= end[tp] - 1:
-                    remaining.discard(tp)
-            for tp in list(remaining):
-                if await consumer.position(tp) >= end[tp]:
-                    remaining.discard(tp)
-    finally:
-        await consumer.stop()
-    return newest
 
 
 def _handle(args: argparse.Namespace) -> int:

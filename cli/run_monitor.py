@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from aiokafka import AIOKafkaConsumer
+
 from tamiyo.bus.clients import KafkaSettings, assign_from_beginning, make_consumer
 from tamiyo.contracts.codec import decode_envelope
 from tamiyo.contracts.errors import LeylineError
@@ -52,13 +54,14 @@ class RunMonitor:
         self.topic = topic
         self.metrics_path = metrics_path
         self.progress = RunProgress()
-        self._consumer = None
+        self._consumer: AIOKafkaConsumer | None = None
         self._out: IO[str] | None = None
 
     async def start(self) -> None:
-        self._consumer = make_consumer(self.settings, group_id=None)
-        await self._consumer.start()
-        if not await assign_from_beginning(self._consumer, self.topic):
+        consumer = make_consumer(self.settings, group_id=None)
+        await consumer.start()
+        self._consumer = consumer
+        if not await assign_from_beginning(consumer, self.topic):
             raise RuntimeError(f"topic {self.topic} does not exist")
         self._out = self.metrics_path.open("a")
 

@@ -74,6 +74,7 @@ def _fmt_ci(result: dict[str, Any]) -> str:
 
 
 def write_report(out_dir: Path, config: dict[str, Any], summary: dict[str, Any], evaluation: dict[str, Any]) -> Path:
+    """runs/<id>/report.md; with the learning proof's section last when ``summary`` has its "returns"."""
     broker = "local broker started for this run" if summary.get("broker_started") else "given"
     lines = [
         f"# Tamiyo run `{config['run_id']}`",
@@ -126,6 +127,25 @@ def write_report(out_dir: Path, config: dict[str, Any], summary: dict[str, Any],
         "![learning curve](learning_curve.png)",
         "",
     ]
+    if "returns" in summary:
+        lines += _returns_section(summary["returns"])
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _returns_section(r: dict[str, Any]) -> list[str]:
+    """The learning proof: `EpisodeReturns.summary()` (cli/train_returns.py)."""
+    reached = (
+        f"first reached at **{r['reached_at_frames']:,} env frames** ({r['reached_after_s']} s into the run)"
+        if r["reached_at_frames"] is not None
+        else "**not reached**"
+    )
+    return [
+        f"## Episode returns ({r['window']}-episode window, from the trajectories topic)",
+        "",
+        f"- target {r['target']:g}: {reached}",
+        f"- episodes: {r['episodes']}, frames published: {r['frames_published']:,}",
+        f"- best window mean: {r['best_window_mean']}, final window mean: {r['final_window_mean']}",
+        "",
+    ]

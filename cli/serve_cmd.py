@@ -57,6 +57,6 @@ def _handle(args: argparse.Namespace) -> int:
     stats = run_until_signalled(coro_factory=service.run)
     summary = {"serve_id": config.serve_id, **service.telemetry_metrics()}
     summary["dead_letter_reasons"] = service.dead_letter_reasons
-    summary["decisions"] = stats.decisions  # type: ignore[attr-defined]
+    summary["decisions"] = stats.decisions
     print(json.dumps(summary))
     return 0

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from tamiyo.cli.common import PRESET_NAMES
+from tamiyo.cli.train_config import TrainConfig
 
 # With start-up and the final evaluation, a default run ends within 5 minutes on a 2-core machine.
 DEFAULT_MINUTES = 3.0
@@ -19,7 +20,6 @@ DEFAULT_MINUTES = 3.0
 def register(sub: argparse._SubParsersAction) -> None:
     from tamiyo.bus.clients import add_kafka_arguments
     from tamiyo.cli.learner_cmd import add_hyperparameter_arguments
-    from tamiyo.cli.train_run import TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train", help="run the whole pipeline (local broker unless --bootstrap) and write a report")
@@ -67,10 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_handle)
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """TrainConfig: explicit flags, then the preset's pipeline shape for --algo, then the defaults."""
     from tamiyo.cli.learner_cmd import hyperparameter_argv
-    from tamiyo.cli.train_run import TrainConfig
     from tamiyo.learner.presets import get_preset
 
     d = TrainConfig()

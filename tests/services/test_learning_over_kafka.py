@@ -42,11 +42,9 @@ def _train_run(tmp_path: Path, *train_flags: str):
     from tamiyo.cli.train_cmd import config_from_args
     from tamiyo.cli.train_run import TrainRun
 
-    run = TrainRun(
+    return TrainRun(
         config_from_args(_parse("train", "--out", str(tmp_path), *train_flags)), KafkaSettings("127.0.0.1:1")
     )
-    run.settings = run.settings_template
-    return run
 
 
 def _learner_config(run):

@@ -1,4 +1,7 @@
-"""`tamiyo train` end to end: the run directory, and a clean stop on SIGTERM with nothing left running."""
+"""`tamiyo train` end to end: the run directory, and a clean stop on SIGTERM with nothing left running.
+
+Without a broker: the learning proof's accounting, the choice of the final policy (and of promote's next
+version) among policy-topic records, the services' stop order and the run's signal handling."""
 
 from __future__ import annotations
 
@@ -18,7 +21,6 @@ from tamiyo.contracts.codec import decode_envelope
 
 from .helpers import produce, read
 
-pytestmark = pytest.mark.broker
 TRAIN = [sys.executable, "-m", "tamiyo.cli.main", "train"]
 
 
@@ -37,6 +39,7 @@ async def _inject_garbage_when_topics_exist(settings, topic: str, count: int) ->
     await produce(settings, topic, [b"\x00not-an-envelope-%d" % i for i in range(count)])
 
 
+@pytest.mark.broker
 async def test_train_runs_the_pipeline_deadletters_garbage_and_writes_the_run_directory(
     kafka_broker, kafka_settings, tmp_path
 ):
@@ -79,6 +82,7 @@ async def test_train_runs_the_pipeline_deadletters_garbage_and_writes_the_run_di
     assert json.loads(ev.stdout)["controller"].startswith("policy:")
 
 
+@pytest.mark.broker
 def test_sigterm_stops_everything_train_started_within_seconds(tmp_path):
     out = tmp_path / "runs"
     proc = subprocess.Popen(
@@ -108,3 +112,165 @@ def test_sigterm_stops_everything_train_started_within_seconds(tmp_path):
     time.sleep(0.5)
     assert [name for name, pid in pids.items() if pid_alive(pid)] == []
     assert (run / "report.md").exists() and (run / "policy.safetensors").exists()
+
+
+# ---------------------------------------------------------------- without a broker
+
+
+def _trajectory(actor: str, sequence: int, length: int, returns: list[float]):
+    import numpy as np
+
+    from tamiyo.contracts.proto import leyline_pb2 as pb
+
+    return pb.Trajectory(
+        actor_id=actor, sequence=sequence, length=length, episode_returns=np.asarray(returns, "<f4").tobytes()
+    )
+
+
+def test_episode_returns_credit_whole_collects_and_record_when_the_window_mean_reaches_the_target():
+    from tamiyo.cli.train_returns import EpisodeReturns
+
+    now = [100.0]
+    r = EpisodeReturns(window=2, target=1.0, envs_per_actor=2, clock=lambda: now[0])
+    r.add(_trajectory("a0", 0, 10, [0.5]))  # collect 0 of a0: 2 unrolls x 10 steps
+    assert (r.frames, r.curve, r.reached) == (20, [], False)  # the window is not full yet
+    r.add(_trajectory("a1", 1, 10, []))  # the second unroll of a1's collect 0
+    assert r.frames == 40
+    now[0] = 103.0
+    r.add(_trajectory("a0", 2, 10, [1.5]))  # collect 1 of a0: 40 frames for a0
+    assert r.frames == 60 and r.curve == [(60, 1.0)]
+    assert r.reached and r.reached_at == 60 and r.reached_after_s == 3.0
+    r.add(_trajectory("a0", 1, 10, [-1.0]))  # an earlier unroll arriving late never lowers a0's count
+    assert r.frames == 60 and r.curve[-1] == (60, 0.25) and r.reached_at == 60
+    assert r.summary() == {
+        "window": 2,
+        "target": 1.0,
+        "reached_at_frames": 60,
+        "reached_after_s": 3.0,
+        "episodes": 3,
+        "frames_published": 60,
+        "best_window_mean": 1.0,
+        "final_window_mean": 0.25,
+    }
+
+
+def test_the_run_report_ends_with_the_returns_section(tmp_path):
+    from tamiyo.cli.run_report import write_report
+    from tamiyo.cli.train_config import TrainConfig
+    from tamiyo.cli.train_returns import EpisodeReturns
+
+    r = EpisodeReturns(window=1, target=2.0, envs_per_actor=1)
+    r.add(_trajectory("a0", 0, 5, [1.0]))
+    summary = {"bootstrap": "x:1", "stop_reason": "done", "updates": 1, "frames": 5, "wall_s": 1.0,
+               "frames_per_s": 5.0, "returns": r.summary()}  # fmt: skip
+    config = TrainConfig(run_id="r").__dict__
+    text = write_report(tmp_path, config, summary, {}).read_text()
+    assert text.endswith(
+        "![learning curve](learning_curve.png)\n\n"
+        "## Episode returns (1-episode window, from the trajectories topic)\n\n"
+        "- target 2: **not reached**\n"
+        "- episodes: 1, frames published: 5\n"
+        "- best window mean: 1.0, final window mean: 1.0\n"
+    )
+    without_proof = {k: v for k, v in summary.items() if k != "returns"}
+    assert "## Episode returns" not in write_report(tmp_path, config, without_proof, {}).read_text()
+
+
+def _policy_record(version: int, policy_id: str = "tamiyo", env: str = "host-sim", key: bytes | None = None,
+                   seed: int | None = None) -> bytes:  # fmt: skip
+    """A policy-topic record: a signed snapshot of a small network (weights from ``seed``, default ``version``)."""
+    import torch
+
+    from tamiyo.contracts.codec import encode_envelope
+    from tamiyo.contracts.env_schemas import env_schema
+    from tamiyo.contracts.signing import DEV_KEY
+    from tamiyo.policy.model import ModelConfig, TamiyoGNN
+    from tamiyo.policy.signing import signed_snapshot
+
+    torch.manual_seed(version if seed is None else seed)
+    model = TamiyoGNN(env_schema(env), ModelConfig(hidden=8, layers=("sage",)))
+    snap = signed_snapshot(model, version=version, policy_id=policy_id, key=key or DEV_KEY)
+    return encode_envelope(snap, source="test", producer_id="test", sequence=version)
+
+
+def test_the_final_policy_is_the_newest_snapshot_the_verifier_accepts():
+    from tamiyo.cli.policy_topic import NewestVerified
+    from tamiyo.contracts.env_schemas import env_schema
+    from tamiyo.contracts.signing import DEV_KEY
+    from tamiyo.policy.verification import SnapshotVerifier
+
+    chooser = NewestVerified(SnapshotVerifier(DEV_KEY, "tamiyo", env_schema("host-sim")))
+    chooser.offer(b"\x00garbage")
+    chooser.offer(None)  # a tombstone
+    assert chooser.newest is None
+    for record in (_policy_record(3), _policy_record(5), _policy_record(4)):
+        chooser.offer(record)
+    assert chooser.newest is not None and chooser.newest.version == 5
+    chooser.offer(_policy_record(9, key=b"someone else's key"))  # forged
+    chooser.offer(_policy_record(8, policy_id="tamiyo-serving"))  # another policy id
+    chooser.offer(_policy_record(7, env="gym:CartPole-v1"))  # trained for another graph schema
+    assert chooser.newest.version == 5
+    republished = _policy_record(5, seed=55)
+    chooser.offer(republished)  # the same version again: the later record wins
+    assert chooser.newest.message.sha256 == decode_envelope(republished).payload.sha256
+
+
+def test_promote_numbers_after_the_newest_version_of_its_policy_id_signed_or_not():
+    from tamiyo.cli.policy_topic import NewestVersion
+
+    chooser = NewestVersion("tamiyo-serving")
+    assert chooser.version == -1
+    for record in (
+        _policy_record(2, policy_id="tamiyo-serving"),
+        _policy_record(7, policy_id="tamiyo-serving", key=b"unsigned by us"),
+        _policy_record(9, policy_id="tamiyo"),
+        _policy_record(4, policy_id="tamiyo-serving"),
+        b"\x00garbage",
+        None,
+    ):
+        chooser.offer(record)
+    assert chooser.version == 7
+
+
+def test_services_stop_actors_first_and_the_learner_last_and_a_stubborn_one_is_killed(tmp_path):
+    from tamiyo.cli.train_services import Child, ServiceProcesses, stop_order
+
+    names = ["learner", "actor-1", "replay", "actor-0"]
+    order = stop_order([Child(n, None, tmp_path / n) for n in names])  # the order needs no processes
+    assert [c.name for c in order] == ["actor-1", "actor-0", "replay", "learner"]
+
+    services = ServiceProcesses(tmp_path, stop_grace_s=1.0)
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); " \
+               "time.sleep(60)"  # fmt: skip
+    services.spawn("actor-0", [sys.executable, "-c", stubborn])
+    services.spawn("learner", [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(60)"])
+    services.spawn("replay", [sys.executable, "-c", "print('bad config'); raise SystemExit(3)"])
+    deadline = time.monotonic() + 30
+    while not all("ready" in c.log_path.read_text() for c in services.children if c.name != "replay"):
+        assert time.monotonic() < deadline, "children did not start"
+        time.sleep(0.05)
+    while services.first_dead() is None:
+        assert time.monotonic() < deadline, "replay did not exit"
+        time.sleep(0.05)
+    dead = services.first_dead()
+    assert dead is not None and dead.name == "replay" and dead.proc.returncode == 3
+    assert dead.log_tail() == ["bad config"]
+    assert set(services.pids()) == {"actor-0", "learner", "replay"}
+    t0 = time.monotonic()
+    services.stop_all()
+    assert [c.name for c in services.children if pid_alive(c.proc.pid)] == []
+    assert time.monotonic() - t0 >= 1.0  # actor-0 ignored SIGTERM: killed once the grace period was over
+    services.stop_all()  # again: nothing left to do
+
+
+def test_stop_signals_are_remembered_while_held_and_the_previous_handlers_come_back():
+    from tamiyo.cli.train_run import StopSignals
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    with StopSignals() as signals:
+        assert signals.received is None
+        signal.raise_signal(signal.SIGINT)  # not a KeyboardInterrupt while held
+        assert signals.received == "SIGINT"
+        signals.release()
+        assert {s: signal.getsignal(s) for s in before} == before
+    assert {s: signal.getsignal(s) for s in before} == before

@@ -1,0 +1,45 @@
+"""The settings of one `tamiyo train` run (written to runs/<id>/config.json).
+
+Kept free of heavy imports: `tamiyo train`'s parser reads the defaults here at every CLI start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tamiyo.bus.broker import DEFAULT_DATA_DIR
+
+
+@dataclass
+class TrainConfig:
+    env: str = "host-sim"
+    algo: str = "impala"
+    actors: int = 2
+    envs_per_actor: int = 8
+    unroll_length: int = 20
+    batch_size: int = 16
+    updates: int | None = None
+    frames: int | None = None
+    minutes: float | None = None
+    out: str = "runs"
+    run_id: str = ""
+    seed: int = 0
+    device: str = "cpu"
+    hidden: int | None = None  # None: the preset's, else the learner's default (64)
+    init_from: str | None = None
+    eval_tasks: int = 30  # host envs: held-out tasks for the final evaluation
+    eval_episodes: int = 20  # gym envs: greedy episodes for the final evaluation (0: none)
+    data_dir: str = str(DEFAULT_DATA_DIR)
+    keep_broker: bool = False
+    max_policy_lag: int = 2
+    replay_mode: str | None = None  # fifo | prioritized; None: fifo for PPO, prioritized for IMPALA
+    preset: str | None = None  # learner/presets.py: learner hyperparameters (+ the pipeline shape, via the CLI)
+    learner_args: list[str] = field(default_factory=list)  # explicit learner flags (override the preset)
+    replay_args: list[str] = field(default_factory=list)  # extra `tamiyo replay` flags
+    extra_learner_args: list[str] = field(default_factory=list)
+    # Learning proof: the mean return of the last `return_window` finished episodes, read from the
+    # trajectories topic; `stop_at_target` ends the run as soon as it reaches `target_return`.
+    target_return: float | None = None
+    return_window: int = 20
+    stop_at_target: bool = False
+    torch_threads: int | None = None  # OMP/torch threads per service process (None: torch's default)

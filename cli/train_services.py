@@ -1,0 +1,123 @@
+"""The service processes of a `tamiyo train` run: their command lines, and starting and stopping them.
+
+Each service is the same `tamiyo <service>` command a cluster would run, started in its own session
+(Ctrl-C reaches only `tamiyo train`, which stops them in order) with its output in logs/<name>.log.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tamiyo.bus.processes import set_parent_death_signal, terminate
+from tamiyo.cli.train_config import TrainConfig
+
+
+def service_commands(config: TrainConfig, out_dir: Path, bootstrap: str) -> dict[str, list[str]]:
+    """name -> argv of the learner, the replay and every actor of the run."""
+    c = config
+
+    def tamiyo(service: str, *args: str) -> list[str]:
+        return [sys.executable, "-m", "tamiyo.cli.main", service, "--run", c.run_id, "--bootstrap", bootstrap, *args]
+
+    ppo = c.algo == "ppo"
+    learner = ["--algo", c.algo, "--env", c.env, "--seed", str(c.seed), "--device", c.device,
+               "--checkpoint-dir", str(out_dir / "checkpoint"),
+               "--snapshot-every", "1", "--telemetry-every", "1"]  # fmt: skip
+    if c.preset:
+        learner += ["--preset", c.preset]
+    if c.hidden is not None:
+        learner += ["--hidden", str(c.hidden)]
+    if c.frames:
+        learner += ["--total-frames", str(c.frames)]
+    if c.init_from:
+        learner += ["--init-from", c.init_from]
+    learner += c.learner_args + c.extra_learner_args
+    mode = c.replay_mode or ("fifo" if ppo else "prioritized")
+    replay = ["--mode", mode, "--batch-size", str(c.batch_size),
+              "--max-policy-lag", str(c.max_policy_lag), "--telemetry-every", "2",
+              "--seed", str(c.seed), *c.replay_args]  # fmt: skip
+    commands = {"learner": tamiyo("learner", *learner), "replay": tamiyo("replay", *replay)}
+    for i in range(c.actors):
+        commands[f"actor-{i}"] = tamiyo(
+            "actor", "--env", c.env, "--num-envs", str(c.envs_per_actor), "--unroll-length", str(c.unroll_length),
+            "--actor-id", f"actor-{i}", "--seed", str(c.seed * 100 + i), "--telemetry-every", "2",
+            "--device", c.device,
+        )  # fmt: skip
+    return commands
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen
+    log_path: Path
+
+    def log_tail(self, lines: int = 3) -> list[str]:
+        return self.log_path.read_text(errors="replace").strip().splitlines()[-lines:]
+
+
+def stop_order(children: list[Child]) -> list[Child]:
+    """Actors first (no new experience), then the replay, the learner last: it publishes its final snapshot."""
+    return sorted(children, key=lambda c: (c.name == "learner", c.name == "replay"))
+
+
+class ServiceProcesses:
+    """The children one run started; ``torch_threads`` caps OMP/MKL threads in each (None: their default)."""
+
+    def __init__(self, logs_dir: Path, torch_threads: int | None = None, stop_grace_s: float = 20.0) -> None:
+        self.logs_dir = logs_dir
+        self.torch_threads = torch_threads
+        self.stop_grace_s = stop_grace_s
+        self.children: list[Child] = []
+
+    def spawn(self, name: str, cmd: list[str]) -> Child:
+        log_path = self.logs_dir / f"{name}.log"
+        env = None
+        if self.torch_threads:
+            n = str(self.torch_threads)
+            env = os.environ | {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+        with log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen(
+                cmd,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches only us; we stop the services in order
+                preexec_fn=set_parent_death_signal,
+            )
+        child = Child(name, proc, log_path)
+        self.children.append(child)
+        return child
+
+    def pids(self) -> dict[str, int]:
+        return {c.name: c.proc.pid for c in self.children}
+
+    def first_dead(self) -> Child | None:
+        """The first child (in start order) that has exited, if any."""
+        for child in self.children:
+            if child.proc.poll() is not None:
+                return child
+        return None
+
+    def stop_all(self) -> None:
+        """SIGTERM every running child in `stop_order`, then wait for each (together at most ``stop_grace_s``);
+        one still running then is killed.  Safe to call again."""
+        order = stop_order(self.children)
+        for child in order:
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_grace_s
+        for child in order:
+            remaining = max(0.1, deadline - time.monotonic())
+            try:
+                child.proc.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                terminate(child.proc.pid, grace_s=0.1, sig=signal.SIGKILL)
+                child.proc.wait(timeout=5)
