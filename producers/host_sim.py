@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tamiyo.producers.blueprints import CATALOG, Blueprint
-from tamiyo.producers.host_env import EpochStats, HostConfig, HostEnv, HostShape
+from tamiyo.producers.host_backend import EpochStats, HostConfig, HostShape
+from tamiyo.producers.host_env import HostEnv
 
 
 @dataclass(frozen=True)

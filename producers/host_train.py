@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tamiyo.producers.blueprints import CATALOG, Blueprint
-from tamiyo.producers.host_env import EpochStats, HostConfig, HostEnv, HostShape
+from tamiyo.producers.host_backend import EpochStats, HostConfig, HostShape
+from tamiyo.producers.host_env import HostEnv
 from tamiyo.producers.host_tasks import Task, draw_task
 from tamiyo.producers.seed_modules import _init_linear, build_seed
 
@@ -40,9 +41,12 @@ class HostMLP(nn.Module):
     def __init__(self, d_in: int, width: int, num_classes: int, num_slots: int, gen: torch.Generator) -> None:
         super().__init__()
         dims = [d_in, *([width] * num_slots), num_classes]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
-        for layer in self.layers:
+        linears = [nn.Linear(a, b) for a, b in itertools.pairwise(dims)]
+        for layer in linears:
             _init_linear(layer, gen)
+        self.layers = nn.ModuleList(linears)  # registers the parameters (the host's; seeds are not in it)
+        # The same modules as a typed list: ModuleList items are typed as plain Modules.
+        self.linears: list[nn.Linear] = linears
         self.seeds: list[nn.Module | None] = [None] * num_slots
 
     def forward(
@@ -55,8 +59,8 @@ class HostMLP(nn.Module):
         hidden: list[torch.Tensor] = []
         isolated: list[Isolated] = []
         h = x
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
+        last = len(self.linears) - 1
+        for i, layer in enumerate(self.linears):
             u = h  # the layer's input: what a seed at this slot reads
             h = layer(h)
             if i == last:
@@ -83,9 +87,9 @@ class HostMLP(nn.Module):
 
     def _downstream(self, h: torch.Tensor, first: int) -> torch.Tensor:
         """Layers ``first``.. with detached weights: gradients reach only what produced ``h``."""
-        last = len(self.layers) - 1
+        last = len(self.linears) - 1
         for j in range(first, last + 1):
-            layer = self.layers[j]
+            layer = self.linears[j]
             h = F.linear(h, layer.weight.detach(), layer.bias.detach())
             if j < last:
                 h = torch.relu(h)
@@ -126,7 +130,7 @@ class TorchHost:
         return shape, stats
 
     def plant(self, slot: int, blueprint: Blueprint) -> None:
-        in_width = self.model.layers[slot].in_features
+        in_width = self.model.linears[slot].in_features
         seed = build_seed(blueprint, in_width, self.width, self._gen)
         self.model.seeds[slot] = seed
         self.seed_opts[slot] = torch.optim.Adam(seed.parameters(), lr=self.opt.param_groups[0]["lr"])
@@ -162,7 +166,7 @@ class TorchHost:
             total.backward()
             # Clipping keeps high-LR runs from diverging outright; the norm itself is a feature.
             grad_norms.append(float(nn.utils.clip_grad_norm_(model.layers.parameters(), 5.0)))
-            for j, layer in enumerate(model.layers):
+            for j, layer in enumerate(model.linears):
                 layer_grad[j] += _rms(layer.weight.grad)
             for i, seed in enumerate(model.seeds):
                 if seed is not None and trains[i]:
@@ -214,7 +218,7 @@ class TorchHost:
         dead = [float((h.detach() <= 0).all(dim=0).float().mean()) for h in hidden]
         model.zero_grad(set_to_none=True)
         acc = float((logits.argmax(dim=1) == self.yv).float().mean())
-        weight_rms = [_rms(layer.weight.detach()) for layer in model.layers]
+        weight_rms = [_rms(layer.weight.detach()) for layer in model.linears]
         return EpochStats(
             val_acc=acc,
             val_loss=val_loss if math.isfinite(val_loss) else 1e3,
