@@ -24,6 +24,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -109,12 +110,12 @@ def _torchrl(capacity: int) -> tuple[object | None, str | None]:
     return buffer, None
 
 
-def _fill_torchrl(buffer: object, work: Workload, capacity: int) -> None:
+def _fill_torchrl(buffer: Any, work: Workload, capacity: int) -> None:
     for step in range(capacity // INSERT + 1):
-        buffer.extend(work.inserts(step))  # type: ignore[attr-defined]
+        buffer.extend(work.inserts(step))
 
 
-def _loop_torchrl(buffer: object, work: Workload) -> dict[str, float]:
+def _loop_torchrl(buffer: Any, work: Workload) -> dict[str, float]:
     import torch
 
     batches = [work.inserts(i) for i in range(work.iterations)]
@@ -124,11 +125,11 @@ def _loop_torchrl(buffer: object, work: Workload) -> dict[str, float]:
     cpu_start, start = time.process_time(), clock()
     for i in range(work.iterations):
         t0 = clock()
-        buffer.extend(batches[i])  # type: ignore[attr-defined]
+        buffer.extend(batches[i])
         t1 = clock()
-        _payloads, info = buffer.sample(SAMPLE, return_info=True)  # type: ignore[attr-defined]
+        _payloads, info = buffer.sample(SAMPLE, return_info=True)
         t2 = clock()
-        buffer.update_priority(info["index"], priorities[i])  # type: ignore[attr-defined]
+        buffer.update_priority(info["index"], priorities[i])
         t3 = clock()
         phase["insert"] += t1 - t0
         phase["sample"] += t2 - t1

@@ -47,6 +47,7 @@ from tamiyo.contracts.packing import graphs_from_proto, unpack_mask
 from tamiyo.contracts.proto import leyline_pb2 as pb
 from tamiyo.policy.model import ModelConfig, TamiyoGNN
 from tamiyo.policy.model_policy import ModelPolicy
+from tamiyo.producers.blueprints import CATALOG
 from tamiyo.producers.controllers import make_controller
 from tamiyo.producers.envs import make_env
 
@@ -78,7 +79,7 @@ def in_process(args: argparse.Namespace) -> dict[str, object]:
     schema = env.schema
     torch.manual_seed(0)
     model = TamiyoGNN(schema, ModelConfig(hidden=args.hidden)).eval()
-    ids = [b.blueprint_id for b in env.blueprints]  # type: ignore[attr-defined]
+    ids = [b.blueprint_id for b in CATALOG]
     default_threads = torch.get_num_threads()
 
     # Baseline: validating decode (graph decoded by the codec and again here), torch default threads.

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from functools import cache
+from typing import Any
 
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.context import Context
@@ -65,7 +66,7 @@ def setup_observability(service: str) -> None:
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
 
 
-def _otlp(kind: str):
+def _otlp(kind: str) -> Any:  # an OTLP span or metric exporter (optional package)
     protocol = os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
     try:
         if protocol == "grpc":

@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI starts without torch
+    from tamiyo.producers.controllers import Controller
+    from tamiyo.producers.policy_controller import PolicyController
 
 BASELINE_NAMES = ("heuristic", "random", "none", "tuned")
 
@@ -24,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_handle)
 
 
-def make_eval_controller(name: str, seed: int, sample: bool = False):
+def make_eval_controller(name: str, seed: int, sample: bool = False) -> Controller | PolicyController:
     if name in BASELINE_NAMES:
         from tamiyo.producers.controllers import make_controller
 

@@ -9,8 +9,19 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tamiyo.cli.common import PRESET_NAMES
+
+if TYPE_CHECKING:  # the CLI starts without torch; these are imported where they are used
+    from _typeshed import DataclassInstance
+
+    from tamiyo.learner.core import LearnerConfig
+    from tamiyo.learner.impala import ImpalaConfig
+    from tamiyo.learner.ppo import PPOConfig
+    from tamiyo.policy.model import ModelConfig
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def _bool(text: str) -> bool:
@@ -75,7 +86,7 @@ def add_hyperparameter_arguments(p: argparse.ArgumentParser, presets: list[str])
     group = p.add_argument_group("hyperparameters (explicit flag > --preset > library default)")
 
     class _Recording:
-        def add_argument(self, *names, **kw):
+        def add_argument(self, *names: str, **kw: Any) -> argparse.Action:
             action = group.add_argument(*names, **kw)
             HYPERPARAMETER_FLAGS[action.dest] = names[0]
             return action
@@ -119,13 +130,13 @@ def hyperparameter_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
-def _set(obj, **changes):
+def _set(obj: T, **changes: Any) -> T:
     """dataclasses.replace with only the changes that were given (not None)."""
     given = {k: v for k, v in changes.items() if v is not None}
     return replace(obj, **given) if given else obj
 
 
-def hyperparameters_from_args(args: argparse.Namespace):
+def hyperparameters_from_args(args: argparse.Namespace) -> tuple[ModelConfig, PPOConfig, ImpalaConfig]:
     """(ModelConfig, PPOConfig, ImpalaConfig): the preset's (or the library's), overridden by explicit flags."""
     from tamiyo.learner.impala import ImpalaConfig
     from tamiyo.learner.ppo import PPOConfig
@@ -172,7 +183,7 @@ def hyperparameters_from_args(args: argparse.Namespace):
     return model, ppo, impala
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> LearnerConfig:
     from tamiyo.learner.core import LearnerConfig
 
     model, ppo, impala = hyperparameters_from_args(args)

@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: the report is written to files, never shown
 import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
 
 
 def load_metrics(path: Path) -> list[dict[str, Any]]:
@@ -53,7 +54,7 @@ def plot_learning_curve(metrics_path: Path, out_png: Path, title: str) -> Path:
     return out_png
 
 
-def _plot_learner(ax, learner_rows: list[dict[str, Any]], keys: tuple[str, ...], title: str) -> None:
+def _plot_learner(ax: Axes, learner_rows: list[dict[str, Any]], keys: tuple[str, ...], title: str) -> None:
     """One line per learner metric in ``keys``, against learner updates."""
     for key in keys:
         pts = [

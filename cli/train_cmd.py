@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from tamiyo.cli.common import PRESET_NAMES
 from tamiyo.cli.train_config import TrainConfig
@@ -75,7 +76,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     d = TrainConfig()
     shape = get_preset(args.preset).pipeline.get(args.algo) if args.preset else None
 
-    def pick(name: str):
+    def pick(name: str) -> Any:
         explicit = getattr(args, name)
         if explicit is not None:
             return explicit

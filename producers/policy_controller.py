@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from tamiyo.contracts.graph import GraphSchema
 from tamiyo.policy.model import TamiyoGNN
 from tamiyo.policy.model_policy import ModelPolicy
 from tamiyo.policy.snapshot import policy_file, read_policy_file
@@ -27,7 +28,7 @@ class PolicyController:
         model, version = read_policy_file(weights, device)
         return PolicyController(model, name=f"policy:{weights.name}@v{version}", sample=sample, device=device)
 
-    def require_schema(self, schema) -> PolicyController:
+    def require_schema(self, schema: GraphSchema) -> PolicyController:
         """Refuse, with a clear reason, a policy trained for another graph schema."""
         if schema != self.schema:
             raise ValueError(f"{self.name} was trained for graph schema {self.schema.name!r} with other shapes")

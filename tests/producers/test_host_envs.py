@@ -252,8 +252,8 @@ def test_lifecycle_runs_its_course_in_the_env() -> None:
 
 
 def test_make_env_factory() -> None:
-    assert make_env("host-sim", seed=1).name == "host-sim"  # type: ignore[attr-defined]
-    assert make_env("host-train", seed=1, epoch_budget=5).config.epoch_budget == 5  # type: ignore[attr-defined]
+    assert make_env("host-sim", seed=1).name == "host-sim"  # type: ignore[attr-defined]  # a HostEnv, typed as Env
+    assert make_env("host-train", seed=1, epoch_budget=5).config.epoch_budget == 5  # type: ignore[attr-defined]  # a HostEnv
     gym_env = make_env("gym:CartPole-v1", seed=0)
     assert gym_env.schema.name == "gym:CartPole-v1"
     with pytest.raises(ValueError, match="unknown env"):

@@ -79,7 +79,7 @@ class _RngOfOnes:
 def test_draws_at_the_total_never_land_on_an_empty_slot(filled: int) -> None:
     tree = SumMinTree(100_000)
     tree.set(np.arange(filled), np.random.default_rng(3).random(filled) + 1e-3)
-    drawn = tree.sample_stratified(128, _RngOfOnes())  # type: ignore[arg-type]
+    drawn = tree.sample_stratified(128, _RngOfOnes())  # type: ignore[arg-type]  # a stub: only .random is used
     assert (drawn < filled).all()
     assert (tree.get(drawn) > 0).all()
     total = tree.total
