@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tamiyo.contracts.codec import EnvelopeEncoder
+from tamiyo.contracts.env_schemas import env_schema
 from tamiyo.contracts.packing import unroll_to_proto
 from tamiyo.contracts.telemetry import telemetry_packet
 from tamiyo.contracts.unroll import Unroll
@@ -27,9 +28,10 @@ from tamiyo.policy.verification import SnapshotAcceptor, SnapshotVerifier
 from tamiyo.producers.actor_config import ActorConfig
 from tamiyo.producers.controller_policy import ControllerPolicy
 from tamiyo.producers.controllers import make_controller
-from tamiyo.producers.envs import make_env
+from tamiyo.producers.envs import make_env, make_vec_env
 from tamiyo.producers.outbox import OVERFLOW_POLICIES
-from tamiyo.producers.rollout import RolloutCollector
+from tamiyo.producers.vec_env import SyncVecEnv, VecEnv
+from tamiyo.producers.vec_rollout import VecRolloutCollector
 
 
 @dataclass
@@ -60,8 +62,8 @@ class ActorCore:
         self.telemetry_encoder = EnvelopeEncoder(
             source=source, producer_id=f"{config.actor_id}:{incarnation}:telemetry"
         )
-        self.envs = [make_env(config.env, seed=config.seed * 1000 + i) for i in range(config.num_envs)]
-        self.schema = self.envs[0].schema
+        seeds = [config.seed * 1000 + i for i in range(config.num_envs)]
+        self.schema = env_schema(config.env)
         self.acceptor: SnapshotAcceptor | None = None
         self.policy: SwappablePolicy | ControllerPolicy
         if config.controller == "policy":
@@ -70,13 +72,14 @@ class ActorCore:
             self.policy = SwappablePolicy(device=config.device)
             verifier = SnapshotVerifier(signing_key, config.policy_id, self.schema)
             self.acceptor = SnapshotAcceptor(self.policy, verifier, config.device)
+            self.vec_env: VecEnv = make_vec_env(config.env, seeds)
         else:
-            controllers = [
-                make_controller(config.controller, seed=config.seed * 1000 + i) for i in range(len(self.envs))
-            ]
-            self.policy = ControllerPolicy(self.envs, controllers)
-        self.collector = RolloutCollector(
-            self.envs,
+            # Baselines read each env's plain state (env.info()): scalar envs behind the vector API.
+            envs = [make_env(config.env, seed=s) for s in seeds]
+            self.policy = ControllerPolicy(envs, [make_controller(config.controller, seed=s) for s in seeds])
+            self.vec_env = SyncVecEnv(envs)
+        self.collector = VecRolloutCollector(
+            self.vec_env,
             self.policy,
             config.unroll_length,
             seed=config.seed * 1000,

@@ -1,12 +1,14 @@
-"""`make_env(name, seed, **kw)`: the one place env names become env objects."""
+"""`make_env(name, seed, **kw)` and `make_vec_env(name, seeds, **kw)`: the one place env names become envs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from tamiyo.contracts.env_schemas import HOST_ENVS
 from tamiyo.producers.env_api import Env
 from tamiyo.producers.host_env import HostConfig
+from tamiyo.producers.vec_env import SyncVecEnv, VecEnv
 
 _CONFIG_FIELDS = frozenset(HostConfig.__dataclass_fields__)
 
@@ -37,3 +39,8 @@ def make_env(name: str, seed: int = 0, **kw: Any) -> Env:
 
         return GymGraphEnv(name, **kw)
     raise ValueError(f"unknown env {name!r}; known: {', '.join(HOST_ENVS)}, gym:<id>")
+
+
+def make_vec_env(name: str, seeds: Sequence[int], **kw: Any) -> VecEnv:
+    """``len(seeds)`` envs of ``name`` stepped as one (env i's task stream from ``seeds[i]``, as `make_env`)."""
+    return SyncVecEnv([make_env(name, seed=s, **kw) for s in seeds])
