@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from tamiyo.runtime import tune_allocator
+
 # name -> module in tamiyo.cli that defines `register(subparsers)`; each module
 # registers its own parser and handler so services stay independent.
 COMMANDS: dict[str, str] = {
@@ -41,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_allocator()  # before any tensor exists: every command of the CLI runs torch hot paths or starts them
     if args.command in SERVICES:
         from tamiyo.bus.observability import setup_observability
 

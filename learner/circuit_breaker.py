@@ -95,7 +95,7 @@ def guarded_step(
     loss.backward()
     # Clipping also measures the norm; a non-finite norm means a bad gradient somewhere.
     limit = float("inf") if max_grad_norm is None else max_grad_norm
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, limit))
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, limit, foreach=True))
     if not math.isfinite(grad_norm):
         optimizer.zero_grad(set_to_none=True)
         if breaker is not None:

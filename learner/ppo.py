@@ -76,7 +76,9 @@ class PPOLearner:
         self.cfg = config or PPOConfig()
         self.device = torch.device(device)
         self.breaker = breaker or CircuitBreaker()
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.cfg.learning_rate, eps=self.cfg.adam_eps)
+        self.optimizer = torch.optim.Adam(
+            model.parameters(), lr=self.cfg.learning_rate, eps=self.cfg.adam_eps, foreach=True
+        )
         self.rng = np.random.default_rng(seed)
         self.version = 0  # completed PPO iterations = policy version
         self.head_names = [h.name for h in model.schema.action_heads]

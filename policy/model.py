@@ -25,6 +25,7 @@ from torch_geometric.nn import GATv2Conv, HeteroConv, SAGEConv
 
 from tamiyo.contracts.graph import GraphSchema
 from tamiyo.policy.batching import GraphBatch
+from tamiyo.policy.message_passing import FusedSage
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,14 @@ class _Torso(nn.Module):
         )
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
+        self.kinds: list[str] = []
+        # SAGE layers run fused (policy/message_passing.py) when that is faster, unless switched off (benchmarks,
+        # tests).  Measured (host-sim, hidden 32, one thread, CPU time): for acting (no gradient) fused is 1.6-1.9x
+        # faster up to 64 graphs, 1.2x at 256, even at 512; with gradients (the learner) PyG's per-relation path
+        # was as fast at 16 unrolls and faster beyond (the backward of the fused gather/scatter is slow on CPU).
+        self.fuse_sage = True
+        self.fuse_max_graphs = 512
+        self.fused = FusedSage(self.node_types, [r.key for r in schema.relations])
         if schema.relations:
             for kind in config.layers:
                 convs = {rel.key: _conv(kind, h, config.gat_heads) for rel in schema.relations}
@@ -99,14 +108,26 @@ class _Torso(nn.Module):
                     # Types that only send (e.g. "global") are meant to keep their state; PyG warns.
                     warnings.filterwarnings("ignore", message="There exist node types")
                     self.convs.append(HeteroConv(convs, aggr="sum"))
+                self.kinds.append(kind)
                 self.norms.append(nn.ModuleDict({t: nn.LayerNorm(h) for t in self.node_types}))
         self.act = act()
         self.readout = nn.Sequential(_linear(h * len(self.node_types), h), act())
 
     def forward(self, graph: GraphBatch) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         hs = {t: self.encoders[t](graph.x[t]) for t in self.node_types}
-        for conv, norms in zip(self.convs, self.norms, strict=True):
-            out = conv(hs, graph.edge_index)
+        plan = None
+        for kind, conv, norms in zip(self.kinds, self.convs, self.norms, strict=True):
+            if (
+                kind == "sage"
+                and self.fuse_sage
+                and not torch.is_grad_enabled()
+                and graph.num_graphs <= self.fuse_max_graphs
+            ):
+                if plan is None:
+                    plan = self.fused.plan(graph.x, graph.edge_index)
+                out = self.fused.forward(conv, hs, plan)
+            else:
+                out = conv(hs, graph.edge_index)
             # Node types that receive no messages keep their state.
             layer_norms = cast(nn.ModuleDict, norms)  # self.norms holds ModuleDicts; iterating it types as Module
             hs = {t: layer_norms[t](hs[t] + self.act(out[t])) if t in out else hs[t] for t in self.node_types}

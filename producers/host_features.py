@@ -109,6 +109,12 @@ class HostFeatures:
             bpf[b, _BLUEPRINT[f"kind_{bp.kind}"]] = 1.0
         self._blueprint_static = bpf
 
+    @property
+    def episode_statics(self) -> tuple[np.ndarray, np.ndarray, list[float]]:
+        """What `begin_episode` fixed: layer features [L, F], blueprint features [B, F], slot input widths [S]
+        (the vector env precomputes them per task shape from here)."""
+        return self._layer_static, self._blueprint_static, self._slot_input_width
+
     def planted_edges(self, src: tuple[int, ...], dst: tuple[int, ...]) -> PlantedEdges:
         """planted_in and grows edges, then their counts; few distinct layouts occur, so they are cached."""
         key = (src, dst)
