@@ -87,13 +87,13 @@ class VecRolloutCollector:
         # Time-major (T + 1) x N graphs -> env-major: env i's T observations and its bootstrap, in order.
         everything = PackedGraphs.concat([*step_graphs, self._obs.graphs])
         order = (np.arange(t_len + 1)[None, :] * n + np.arange(n)[:, None]).reshape(-1)
-        per_env = everything.select(order)
+        per_env = everything.select(order).split([t_len + 1] * n)
         unrolls = []
         for i in range(n):
             env_finals = [g.select(np.flatnonzero(envs == i)) for _, envs, g in finals if (envs == i).any()]
             unrolls.append(
                 Unroll(
-                    graphs=per_env.select(np.arange(i * (t_len + 1), (i + 1) * (t_len + 1))),
+                    graphs=per_env[i],
                     actions=np.ascontiguousarray(actions[:, i]),
                     action_masks=np.ascontiguousarray(masks[:, i]),
                     behaviour_log_probs=np.ascontiguousarray(log_probs[:, i]),

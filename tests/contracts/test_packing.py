@@ -118,3 +118,18 @@ def test_schema_validation_catches_a_masked_taken_action():
 
 def test_schema_round_trips_through_json():
     assert type(EXAMPLE_SCHEMA).from_json(EXAMPLE_SCHEMA.to_json()) == EXAMPLE_SCHEMA
+
+
+def test_split_gives_the_pieces_select_gives():
+    from tamiyo.contracts.env_schemas import env_schema
+    from tamiyo.contracts.random_unrolls import random_graphs
+
+    graphs = random_graphs(env_schema("host-sim"), 12, np.random.default_rng(4))
+    sizes = [3, 0, 5, 4]
+    pieces = graphs.split(sizes)
+    start = 0
+    for size, piece in zip(sizes, pieces, strict=True):
+        assert piece.equals(graphs.select(np.arange(start, start + size)))
+        start += size
+    with pytest.raises(ValueError, match="pieces"):
+        graphs.split([3, 3])
