@@ -130,23 +130,34 @@ class PackedGraphs:
     def num_graphs(self) -> int:
         return int(next(iter(self.node_counts.values())).shape[0])
 
-    def validate(self, schema: GraphSchema) -> None:
-        """Raise ValueError unless the arrays are a well-formed batch of ``schema`` graphs."""
+    def validate(self, schema: GraphSchema, structure_checked: bool = False) -> None:
+        """Raise ValueError unless the arrays are a well-formed batch of ``schema`` graphs.
+
+        ``structure_checked``: the graphs come from `packing.graphs_from_proto`, which has already checked
+        every count, size, local index and feature value; only what the schema adds is checked then (node
+        types and widths, relations, pointer-head node counts), with no pass over the edges."""
         g = self.num_graphs
-        for nt in schema.node_types:
-            if nt.name not in self.node_features or nt.name not in self.node_counts:
-                raise ValueError(f"node type {nt.name!r} missing")
-            x, c = self.node_features[nt.name], self.node_counts[nt.name]
-            if x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != nt.num_features:
-                raise ValueError(f"node features {nt.name!r}: bad dtype/shape {x.dtype}{x.shape}")
-            if c.shape != (g,) or (c < 0).any() or int(c.sum()) != x.shape[0]:
-                raise ValueError(f"node counts {nt.name!r} do not match features")
-            if not np.isfinite(x).all():
-                raise ValueError(f"node features {nt.name!r} are not finite")
         if set(self.node_features) != {n.name for n in schema.node_types}:
             raise ValueError("unexpected node types")
         if set(self.edge_index) != {r.key for r in schema.relations}:
             raise ValueError("relations do not match the schema")
+        for nt in schema.node_types:
+            if nt.name not in self.node_counts:
+                raise ValueError(f"node type {nt.name!r} missing")
+            x, c = self.node_features[nt.name], self.node_counts[nt.name]
+            if x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != nt.num_features:
+                raise ValueError(f"node features {nt.name!r}: bad dtype/shape {x.dtype}{x.shape}")
+            if structure_checked:
+                continue
+            if c.shape != (g,) or (c < 0).any() or int(c.sum()) != x.shape[0]:
+                raise ValueError(f"node counts {nt.name!r} do not match features")
+            if not np.isfinite(x).all():
+                raise ValueError(f"node features {nt.name!r} are not finite")
+        for head in schema.action_heads:
+            if head.node_type is not None and (self.node_counts[head.node_type] != head.size).any():
+                raise ValueError(f"pointer head {head.name!r} needs {head.size} {head.node_type} nodes")
+        if structure_checked:
+            return
         for rel in schema.relations:
             e, counts = self.edge_index[rel.key], self.edge_counts.get(rel.key)
             if counts is None or counts.shape != (g,) or (counts < 0).any():
@@ -158,9 +169,6 @@ class PackedGraphs:
             dst_n = np.repeat(self.node_counts[rel.dst], counts)
             if e.size and ((e < 0).any() or (e[0] >= src_n).any() or (e[1] >= dst_n).any()):
                 raise ValueError(f"edge index {rel.key} out of range")
-        for head in schema.action_heads:
-            if head.node_type is not None and (self.node_counts[head.node_type] != head.size).any():
-                raise ValueError(f"pointer head {head.name!r} needs {head.size} {head.node_type} nodes")
 
     def equals(self, other: PackedGraphs) -> bool:
         def same(a: dict, b: dict) -> bool:

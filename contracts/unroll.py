@@ -46,8 +46,11 @@ class Unroll:
     def length(self) -> int:
         return int(self.rewards.shape[0])
 
-    def validate(self, schema: GraphSchema) -> None:
-        """Raise ValueError unless every array has the shape and dtype the contract says."""
+    def validate(self, schema: GraphSchema, structure_checked: bool = False) -> None:
+        """Raise ValueError unless every array has the shape and dtype the contract says.
+
+        ``structure_checked``: the unroll comes from `packing.unroll_from_proto`, whose graph checks need not
+        run again (see `PackedGraphs.validate`)."""
         t, h, m = self.length, len(schema.action_heads), schema.joint_action_count
         if t < 1:
             raise ValueError("empty unroll")
@@ -75,13 +78,13 @@ class Unroll:
             raise ValueError("a taken action is masked out")
         if (self.terminated & self.truncated).any():
             raise ValueError("a step cannot be both terminated and truncated")
-        self.graphs.validate(schema)
+        self.graphs.validate(schema, structure_checked)
         if self.graphs.num_graphs != t + 1:
             raise ValueError(f"expected {t + 1} graphs, got {self.graphs.num_graphs}")
         n_trunc = int(self.truncated.sum())
         if n_trunc:
             if self.final_graphs is None or self.final_graphs.num_graphs != n_trunc:
                 raise ValueError("one final graph per truncated step is required")
-            self.final_graphs.validate(schema)
+            self.final_graphs.validate(schema, structure_checked)
         elif self.final_graphs is not None and self.final_graphs.num_graphs != 0:
             raise ValueError("final graphs given without truncated steps")

@@ -224,7 +224,7 @@ class LearnerCore:
     def _decode_item(self, item: pb.SampledItem) -> Unroll:
         raw = decode_payload_bytes(item.trajectory, item.encoding, item.uncompressed_size)
         unroll = unroll_from_proto(parse_message(pb.Trajectory, raw))
-        unroll.validate(self.schema)  # shapes, masks and node counts of *this* env
+        unroll.validate(self.schema, structure_checked=True)  # shapes, masks and node counts of *this* env
         return unroll
 
     def _train(self, unrolls: list[Unroll], weights: np.ndarray) -> tuple[dict[str, float], np.ndarray]:

@@ -127,7 +127,7 @@ class ReplayCore:
             self.stats.consumed += 1
             t0 = time.perf_counter()
             try:
-                decoded = decode_envelope(rec.value, expect=pb.Trajectory)
+                decoded = decode_envelope(rec.value, expect=pb.Trajectory, validate=False)  # validated next, once
                 unroll = unroll_from_proto(decoded.payload)
             except LeylineError as err:
                 result.rejected.append((i, err))

@@ -133,3 +133,50 @@ def test_split_gives_the_pieces_select_gives():
         start += size
     with pytest.raises(ValueError, match="pieces"):
         graphs.split([3, 3])
+
+
+def test_schema_checks_after_a_checked_decode_still_catch_what_the_schema_adds():
+    """`validate(structure_checked=True)` skips only what graphs_from_proto checked: node types, widths, relations
+    and pointer-head counts are still checked against the schema."""
+    from tamiyo.contracts.env_schemas import env_schema
+    from tamiyo.contracts.graph import ActionHead, GraphSchema, NodeType, Relation
+    from tamiyo.contracts.random_unrolls import random_graphs
+
+    schema = env_schema("host-sim")
+    graphs = graphs_from_proto(graphs_to_proto(random_graphs(schema, 5, np.random.default_rng(2))))
+    graphs.validate(schema, structure_checked=True)
+    wider = GraphSchema(
+        schema.name, tuple(NodeType(n.name, n.num_features + (n.name == "slot")) for n in schema.node_types),
+        schema.relations, schema.action_heads,
+    )  # fmt: skip
+    fewer = GraphSchema(schema.name, schema.node_types, schema.relations[1:], schema.action_heads)
+    more_slots = GraphSchema(
+        schema.name, schema.node_types, schema.relations,
+        (schema.action_heads[0], ActionHead("slot", 4, "slot"), schema.action_heads[2]),
+    )  # fmt: skip
+    extra = GraphSchema(
+        schema.name, (*schema.node_types, NodeType("extra", 2)),
+        (*schema.relations, Relation("extra", "to", "global")), schema.action_heads,
+    )  # fmt: skip
+    for other, message in ((wider, "bad dtype/shape"), (fewer, "relations"), (more_slots, "pointer head"),
+                           (extra, "node types")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            graphs.validate(other, structure_checked=True)
+
+
+def test_a_corrupt_edge_index_names_its_relation():
+    from tamiyo.contracts.env_schemas import env_schema
+    from tamiyo.contracts.random_unrolls import random_graphs
+
+    schema = env_schema("host-sim")
+    msg = graphs_to_proto(random_graphs(schema, 4, np.random.default_rng(3)))
+    block = next(b for b in msg.edges if b.relation == "fits" and len(b.index))
+    index = np.frombuffer(block.index, dtype="<i4").copy()
+    index[0] = 99
+    block.index = index.tobytes()
+    with pytest.raises(errors.InvalidFieldError, match="fits"):
+        graphs_from_proto(msg)
+    index[0] = -1
+    block.index = index.tobytes()
+    with pytest.raises(errors.InvalidFieldError, match="fits"):
+        graphs_from_proto(msg)
