@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 from aiokafka.errors import for_code
 
-from tamiyo.bus.clients import KafkaSettings, make_admin
+from tamiyo.bus.clients import KafkaSettings, make_admin, make_consumer, wait_for_partitions
 from tamiyo.contracts.topics import TOPIC_CONFIGS, Topics
 
 TOPIC_ALREADY_EXISTS = 36
@@ -56,3 +57,19 @@ async def list_topics(settings: KafkaSettings) -> list[str]:
         return sorted(await admin.list_topics())
     finally:
         await admin.close()
+
+
+async def topic_has_records(settings: KafkaSettings, topic: str) -> bool:
+    """True if ``topic`` exists and some partition of it has ever held a record (end offset > 0)."""
+    if topic not in await list_topics(settings):
+        return False
+    consumer = make_consumer(settings.with_client_id("tamiyo-admin"), group_id=None)
+    await consumer.start()
+    try:
+        # A fresh consumer's metadata does not know the topic yet (partitions_for_topic is None until a
+        # refresh), which read as "no records" and let a second run reuse the first one's topics.
+        partitions = await wait_for_partitions(consumer, topic, timeout_s=10.0)
+        tps = [TopicPartition(topic, p) for p in partitions]
+        return bool(tps) and any(offset > 0 for offset in (await consumer.end_offsets(tps)).values())
+    finally:
+        await consumer.stop()

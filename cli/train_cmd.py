@@ -124,7 +124,7 @@ def _handle(args: argparse.Namespace) -> int:
     from tamiyo.bus.broker import BrokerError
     from tamiyo.bus.clients import settings_from_args
     from tamiyo.cli.common import setup_logging
-    from tamiyo.cli.train_run import TrainRun
+    from tamiyo.cli.train_run import RunExistsError, TrainRun
 
     setup_logging()
     if not (args.updates or args.frames or args.minutes):
@@ -136,6 +136,6 @@ def _handle(args: argparse.Namespace) -> int:
     settings = settings_from_args(args) if args.bootstrap else None
     try:
         return TrainRun(config, settings).run()
-    except BrokerError as err:
+    except (BrokerError, RunExistsError) as err:
         print(f"tamiyo train: error: {err}", file=sys.stderr)
         return 2

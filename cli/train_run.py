@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from tamiyo.bus.admin import ensure_topics
+from tamiyo.bus.admin import ensure_topics, topic_has_records
 from tamiyo.bus.broker import LocalBroker, free_port, port_is_free
 from tamiyo.bus.clients import KafkaSettings
 from tamiyo.cli.policy_topic import newest_verified_snapshot
@@ -40,7 +40,11 @@ from tamiyo.contracts.topics import Topics
 if TYPE_CHECKING:  # tamiyo.policy imports torch: only needed once the services have stopped
     from tamiyo.policy.verification import VerifiedSnapshot
 
-__all__ = ["StopSignals", "TrainConfig", "TrainRun"]
+__all__ = ["RunExistsError", "StopSignals", "TrainConfig", "TrainRun"]
+
+
+class RunExistsError(RuntimeError):
+    """The run id is taken on this cluster (its topics hold records): a one-line error, exit code 2."""
 
 
 class StopSignals:
@@ -101,18 +105,25 @@ class TrainRun:
             try:
                 self.settings = self._connect()
                 summary, final = asyncio.run(self._on_the_bus(signals, started))
+            except BaseException:
+                self._stop_own_broker()  # a run that fails leaves nothing of its own running
+                raise
             finally:
                 self.services.stop_all()
         policy_path = write_policy(final.message, self.out_dir) if final is not None else None
         evaluation = evaluate_policy(self.config, policy_path) if policy_path and signals.received is None else {}
-        if self.broker is not None and not self.config.keep_broker:
-            self.broker.down()
+        self._stop_own_broker()
         report = write_run_report(self.out_dir, self.config, summary, evaluation)
         print(f"report: {report}", flush=True)
         print(json.dumps({"run_id": self.config.run_id, "out": str(self.out_dir), **summary}), flush=True)
         if signals.received is not None:
             return 130
         return 1 if self.stop_reason.startswith("service") else 0
+
+    def _stop_own_broker(self) -> None:
+        if self.broker is not None and not self.config.keep_broker:
+            self.broker.down()
+            self.broker = None
 
     def _connect(self) -> KafkaSettings:
         """The given cluster, else the local broker on the data dir: as it is if it runs, else started by this run
@@ -137,6 +148,12 @@ class TrainRun:
         """All of the run that talks to Kafka, in one event loop: the topics, the services until a stop
         condition (they are stopped on the way out), then the final policy.  Returns (summary, final policy)."""
         assert self.settings is not None
+        if await topic_has_records(self.settings, self.topics.telemetry):
+            # Its topics still hold another run's records: the progress and the final policy would be theirs.
+            raise RunExistsError(
+                f"run {self.config.run_id!r} already has records on {self.settings.bootstrap} "
+                f"({self.topics.telemetry}): choose another --run-id"
+            )
         await ensure_topics(self.settings, self.topics)
         for name, cmd in self.service_commands().items():
             self.services.spawn(name, cmd)

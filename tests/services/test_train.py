@@ -80,6 +80,12 @@ async def test_train_runs_the_pipeline_deadletters_garbage_and_writes_the_run_di
     )  # fmt: skip
     assert ev.returncode == 0, ev.stderr[-1000:]
     assert json.loads(ev.stdout)["controller"].startswith("policy:")
+    # The same run id again would read this run's telemetry and policy as its own: refused, in one line.
+    again = subprocess.run(
+        [*TRAIN, "--bootstrap", kafka_broker.bootstrap, "--updates", "1", "--out", str(out), "--run-id", "e2e"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert again.returncode == 2 and "choose another --run-id" in again.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.broker
