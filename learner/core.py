@@ -82,6 +82,16 @@ class ItemTrace:
 
 
 @dataclass
+class DecodedBatch:
+    """A `batches` record decoded and checked, or why it cannot be trained on."""
+
+    sampled: pb.SampledBatch | None
+    unrolls: list[Unroll]
+    rejected: LeylineError | ValueError | None
+    decode_ms: float
+
+
+@dataclass
 class BatchOutcome:
     records: list[OutgoingRecord] = field(default_factory=list)  # to publish, in this order
     rejected: LeylineError | ValueError | None = None  # the batch was not trained on: dead-letter it
@@ -157,7 +167,11 @@ class LearnerCore:
 
     def handle(self, value: bytes | None) -> BatchOutcome:
         """Train on one `batches` record; see the module docstring.  Blocking (run it off the event loop)."""
-        outcome = BatchOutcome()
+        return self.train(self.decode(value))
+
+    def decode(self, value: bytes | None) -> DecodedBatch:
+        """Decode and check a `batches` record (changes no state: the loop runs it ahead, in another thread,
+        while the previous batch trains)."""
         t0 = time.perf_counter()
         try:
             sampled = decode_envelope(value, expect=pb.SampledBatch).payload
@@ -165,10 +179,17 @@ class LearnerCore:
             if not unrolls:
                 raise InvalidFieldError("empty batch")
         except (LeylineError, ValueError) as err:
+            return DecodedBatch(None, [], err, (time.perf_counter() - t0) * 1e3)
+        return DecodedBatch(sampled, unrolls, None, (time.perf_counter() - t0) * 1e3)
+
+    def train(self, decoded: DecodedBatch) -> BatchOutcome:
+        """One learner step on a decoded batch, and what to publish about it."""
+        outcome = BatchOutcome(decode_ms=decoded.decode_ms)
+        if decoded.sampled is None:
             self.rejected_batches += 1
-            outcome.rejected = err
+            outcome.rejected = decoded.rejected
             return outcome
-        outcome.decode_ms = (time.perf_counter() - t0) * 1e3
+        sampled, unrolls = decoded.sampled, decoded.unrolls
         if sampled.created_at_ns:
             outcome.batch_latency_ms = max(0.0, (time.time_ns() - sampled.created_at_ns) / 1e6)
         outcome.batch_id = int(sampled.batch_id)
@@ -208,6 +229,7 @@ class LearnerCore:
                 "episode_return_mean": _mean_episode_return(unrolls),
                 "rejected_batches": float(self.rejected_batches),
                 "breaker_failures": float(self.algorithm.breaker.total_failures),
+                "process_cpu_s": time.process_time(),
             }
         )
         self.last_metrics = outcome.metrics = metrics

@@ -1,21 +1,25 @@
 """The learner service: the Kafka loop around `LearnerCore` (`batches` in; `priorities`, `policy`,
 `telemetry` and `deadletter` out).
 
-Per record: the core trains on the batch in a worker thread (Kafka heartbeats keep flowing during
-long updates), the loop publishes what the core returns in order (acks and snapshots acknowledged by
-the broker, telemetry best-effort), dead-letters a rejected batch, records the traces and metrics,
-writes a checkpoint when due, and then commits the batch's offset.
+Per record: the core decodes the batch in a thread of its own, up to PREFETCH records ahead (decoding
+and decompression stay off the training's critical path), then trains on it in a worker thread (Kafka
+heartbeats keep flowing during long updates).  The loop publishes what the core returns, in order (acks
+and snapshots acknowledged by the broker, telemetry best-effort), dead-letters a rejected batch, records
+the traces and metrics, writes a checkpoint when due, and then commits that batch's offset (not the
+consumer's position, which is ahead by the prefetched records).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -26,9 +30,10 @@ from tamiyo.bus.observability import context_from_headers, context_from_tracepar
 from tamiyo.contracts.records import OutgoingRecord
 from tamiyo.contracts.signing import policy_key
 from tamiyo.contracts.topics import Topics
-from tamiyo.learner.core import LOSS_NAMES, BatchOutcome, LearnerConfig, LearnerCore
+from tamiyo.learner.core import LOSS_NAMES, BatchOutcome, DecodedBatch, LearnerConfig, LearnerCore
 
 log = logging.getLogger(__name__)
+PREFETCH = 2  # batches decoded ahead of the one training
 
 
 async def publish(producer: AIOKafkaProducer, records: list[OutgoingRecord]) -> None:
@@ -50,18 +55,26 @@ class LearnerService:
         self.core = LearnerCore(config, topics, policy_key())
         self.group_id = config.group_id or f"tamiyo-learner-{config.run_id or 'default'}"
         self.deadletter = DeadLetterSink(topics.deadletter, "learner")
+        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-decode")
 
     async def run(self, stop: asyncio.Event | None = None) -> dict[str, float]:
         stop = stop or asyncio.Event()
         cfg, core = self.config, self.core
         consumer = make_consumer(
-            self.settings, self.topics.batches, group_id=self.group_id, max_poll_records=1, session_timeout_ms=30_000
+            self.settings,
+            self.topics.batches,
+            group_id=self.group_id,
+            max_poll_records=PREFETCH,
+            session_timeout_ms=30_000,
         )
         producer = make_producer(self.settings)
         await producer.start()
         await consumer.start()
         started = last_batch = time.monotonic()
         seen_batch = False
+        loop = asyncio.get_running_loop()
+        # The next batch decodes in its own thread while the current one trains (PREFETCH records ahead).
+        decoding: collections.deque[tuple[ConsumerRecord, asyncio.Future[DecodedBatch]]] = collections.deque()
         try:
             await publish(producer, core.start_records())
             while not stop.is_set():
@@ -69,9 +82,17 @@ class LearnerService:
                     break
                 if cfg.max_seconds is not None and time.monotonic() - started >= cfg.max_seconds:
                     break
-                batch = await consumer.getmany(timeout_ms=200, max_records=1)
-                if batch:
+                if len(decoding) < PREFETCH:  # top up before training, so the next batch decodes meanwhile
+                    wait_ms = 0 if decoding else 200
+                    fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=PREFETCH - len(decoding))
+                    for rec in (r for records in fetched.values() for r in records):
+                        decoding.append((rec, loop.run_in_executor(self._decoder, core.decode, rec.value)))
+                if decoding:
                     seen_batch, last_batch = True, time.monotonic()
+                    rec, future = decoding.popleft()
+                    await self._process(rec, await future, producer)
+                    # Exactly what was applied: the consumer's position is ahead by the prefetched records.
+                    await consumer.commit({TopicPartition(rec.topic, rec.partition): rec.offset + 1})
                 elif (
                     seen_batch
                     and cfg.stop_when_idle_s is not None
@@ -79,26 +100,23 @@ class LearnerService:
                 ):
                     log.info("no batch for %.0fs: stopping", cfg.stop_when_idle_s)
                     break
-                for records in batch.values():
-                    for rec in records:
-                        await self._process(rec, producer)
-                        await consumer.commit()
         finally:
             with contextlib.suppress(KafkaError, OSError):
                 await publish(producer, core.final_records())
                 core.checkpoint()
             await consumer.stop()
             await producer.stop()
+            self._decoder.shutdown(wait=False, cancel_futures=True)
         return core.summary()
 
-    async def _process(self, rec: ConsumerRecord, producer: AIOKafkaProducer) -> None:
+    async def _process(self, rec: ConsumerRecord, decoded: DecodedBatch, producer: AIOKafkaProducer) -> None:
         # Child of the replay's publish_batch span (the batch record carries its trace context).
         inst = instruments()
         with tracer().start_as_current_span(
             "learner.update", context=context_from_headers(rec.headers), kind=SpanKind.CONSUMER
         ) as span:
             inst.records_in.add(1, {"topic": rec.topic})
-            outcome = await asyncio.to_thread(self.core.handle, rec.value)
+            outcome = await asyncio.to_thread(self.core.train, decoded)
             if outcome.rejected is not None:
                 span.set_status(Status(StatusCode.ERROR, type(outcome.rejected).__name__))
                 await self.deadletter.send(producer, rec, outcome.rejected)

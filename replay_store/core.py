@@ -326,6 +326,7 @@ class ReplayCore:
             "priority_updates_applied": float(s.priority_updates_applied),
             "deadlettered": float(deadlettered),
             "snapshots": float(s.snapshots),
+            "process_cpu_s": time.process_time(),
         }
         metrics.update({f"store_{k}": float(v) for k, v in self.store.stats().items()})
         return metrics
