@@ -64,6 +64,12 @@ def _priority_update(u: pb.PriorityUpdate) -> None:
     require_finite(u.priorities, "priority")
     if any(p < 0 for p in u.priorities):
         raise InvalidFieldError("negative priority")
+    # uint64 on the wire, int64 in the store: a larger value would wrap negative (and pass a bounds check).
+    if len(u.indices) and max(max(u.indices), max(u.keys)) > _INT64_MAX:
+        raise InvalidFieldError("priority index or key beyond int64")
+
+
+_INT64_MAX = (1 << 63) - 1
 
 
 def _sampled_batch(b: pb.SampledBatch) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from tamiyo.contracts.codec import EnvelopeEncoder, decode_envelope
-from tamiyo.contracts.errors import LeylineError
+from tamiyo.contracts.errors import InvalidFieldError, LeylineError
 from tamiyo.contracts.packing import unroll_from_proto
 from tamiyo.contracts.proto import leyline_pb2 as pb
 from tamiyo.contracts.telemetry import LabelledMetric, telemetry_packet
@@ -42,7 +42,7 @@ from tamiyo.replay_store.rate_limiter import RateLimiter
 from tamiyo.replay_store.replay_config import MODES, ReplayConfig, ReplayStats
 from tamiyo.replay_store.schedules import LinearBetaSchedule
 from tamiyo.replay_store.snapshot import load_replay_snapshot, save_replay_snapshot
-from tamiyo.replay_store.storage import ItemMeta
+from tamiyo.replay_store.storage import MAX_SEQUENCE, ItemMeta
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +132,12 @@ class ReplayCore:
             except LeylineError as err:
                 result.rejected.append((i, err))
                 continue
+            env = decoded.envelope
+            if env.sequence > MAX_SEQUENCE:  # the dedup key packs it into 40 bits (storage.py)
+                result.rejected.append((i, InvalidFieldError(f"sequence {env.sequence} > {MAX_SEQUENCE}")))
+                continue
             result.decode_ms.append((time.perf_counter() - t0) * 1e3)
             traceparents.append(rec.trace_parent)
-            env = decoded.envelope
             payloads.append(env.payload)  # stored as it came: already compressed by the actor
             producers.append(env.producer_id)
             sequences.append(int(env.sequence))
@@ -142,8 +145,6 @@ class ReplayCore:
             lengths.append(unroll.length)
             encodings.append(int(env.content_encoding))
             raw_sizes.append(int(env.uncompressed_size))
-        for rec in records:
-            self.uncommitted[rec.partition] = rec.offset + 1
         if payloads:
             meta = ItemMeta(
                 producer_ids=producers,
@@ -154,6 +155,9 @@ class ReplayCore:
                 raw_sizes=raw_sizes,
             )
             self._insert(payloads, meta, traceparents)
+        # Only now, after the insert: an exception above leaves these offsets uncommitted (re-read).
+        for rec in records:
+            self.uncommitted[rec.partition] = rec.offset + 1
         if self.commits_after_insert:
             result.commit = dict(self.uncommitted)
         return result

@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tamiyo.contracts.codec import EnvelopeEncoder, decode_envelope, decode_payload_bytes, parse_message
-from tamiyo.contracts.errors import LeylineError, MalformedRecordError, NonFiniteError, SchemaVersionError
+from tamiyo.contracts.errors import (
+    InvalidFieldError,
+    LeylineError,
+    MalformedRecordError,
+    NonFiniteError,
+    SchemaVersionError,
+)
 from tamiyo.contracts.examples import example_unroll
 from tamiyo.contracts.packing import unroll_to_proto
 from tamiyo.contracts.proto import leyline_pb2 as pb
@@ -99,6 +105,41 @@ def test_acks_of_unknown_batches_count_as_stale_and_bad_acks_are_rejected():
     ])  # fmt: skip
     assert [(i, type(e)) for i, e in rejected] == [(1, MalformedRecordError), (2, NonFiniteError), (3, LeylineError)]
     assert core.stats.stale_acks == 1 and core.stats.acks == 1 and core.policy_version == 3
+
+
+def test_wire_integers_beyond_what_the_store_holds_are_dead_lettered_not_fatal():
+    """Issue 12 item 3: an envelope sequence >= 2**40 (the dedup key's width) and PriorityUpdate indices
+    or keys >= 2**63 (uint64 on the wire, int64 in the store) each come back as one rejected record."""
+    core = ReplayCore(ReplayConfig(batch_size=2, capacity=50))
+    good = _trajectories(3)
+    huge = pb.EventEnvelope.FromString(good[1])
+    for sequence in (1 << 40, (1 << 63) + 1, (1 << 64) - 1):
+        huge.sequence = sequence
+        result = core.ingest(_records([good[0], huge.SerializeToString(), good[2]]))
+        assert [(i, type(e)) for i, e in result.rejected] == [(1, InvalidFieldError)]
+    assert core.stats.inserted == 2 and result.commit == {"p0": 3}  # the bad record's offset is committed too
+    batch = core.next_batch()
+    assert batch is not None
+    for index, key in (((1 << 63), 1), ((1 << 64) - 1, 1), (0, (1 << 63)), (0, (1 << 64) - 1)):
+        update = pb.PriorityUpdate(batch_id=batch.batch_id, indices=[index], keys=[key], priorities=[1.0])
+        rejected = core.apply_acks([EnvelopeEncoder("l").encode(update)])
+        assert [type(e) for _, e in rejected] == [InvalidFieldError]
+    assert core.stats.priority_updates_applied == 0
+
+
+def test_an_insert_that_fails_commits_nothing_new(monkeypatch):
+    """Issue 12 item 4: offsets become committable only after the insert they cover succeeded."""
+    core = ReplayCore(ReplayConfig(batch_size=2, capacity=50))
+    core.ingest(_records(_trajectories(2)))
+    assert core.uncommitted == {"p0": 2}
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise MemoryError("store full")
+
+    monkeypatch.setattr(core.store, "add", broken)
+    with pytest.raises(MemoryError):
+        core.ingest(_records(_trajectories(3, producer_id="b:1"), first_offset=2))
+    assert core.uncommitted == {"p0": 2}
 
 
 def test_unacknowledged_batches_stop_counting_after_the_ack_timeout():
