@@ -71,6 +71,7 @@ class ReliableSender:
     ) -> None:
         """Deliver ``value`` in the background (call `slot()` first); ``on_sent(latency_ms)`` once it is
         acknowledged, ``on_retry(error, backoff_s)`` before every re-send."""
+        self.in_flight += 1  # counted from here, not from when the task first runs (back-pressure reads it)
         task = asyncio.create_task(self._deliver(topic, value, key, headers, on_sent, on_retry))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
@@ -84,7 +85,6 @@ class ReliableSender:
         on_sent: Callable[[float], None],
         on_retry: Callable[[KafkaError, float], None],
     ) -> None:
-        self.in_flight += 1
         backoff = 0.2
         try:
             while True:

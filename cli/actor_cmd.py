@@ -27,6 +27,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--telemetry-every", type=float, default=d.telemetry_every_s)
     p.add_argument("--wait-for-policy", type=float, default=d.wait_for_policy_s)
     p.add_argument("--device", default=d.device)
+    p.add_argument(
+        "--backlog-group",
+        default=None,
+        help="consumer group whose lag on trajectories applies back-pressure (the fifo replay's)",
+    )
+    p.add_argument(
+        "--max-backlog",
+        type=int,
+        default=None,
+        help="before each collect, wait while more unrolls than this wait for --backlog-group",
+    )
     add_run_arguments(p)
     add_kafka_arguments(p, bootstrap_required=True)
     p.set_defaults(handler=_handle)
@@ -34,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _handle(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
+    if (args.backlog_group is None) != (args.max_backlog is None):
+        raise SystemExit("error: --backlog-group and --max-backlog go together")
     config = ActorConfig(
         env=args.env,
         num_envs=args.num_envs,
@@ -50,6 +63,8 @@ def _handle(args: argparse.Namespace) -> int:
         telemetry_every_s=args.telemetry_every,
         wait_for_policy_s=args.wait_for_policy,
         device=args.device,
+        backlog_group=args.backlog_group,
+        max_backlog=args.max_backlog,
     )
     from tamiyo.producers.actor import Actor
 

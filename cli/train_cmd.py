@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     lag_help = f"fifo replay: staleness limit in policy versions (default {d.max_policy_lag})"
     shape.add_argument("--max-policy-lag", type=int, default=None, help=lag_help)
+    backlog_help = "fifo replay: actors wait while more unrolls than this wait for the replay in Kafka"
+    shape.add_argument("--max-backlog", type=int, default=None, help=backlog_help)
     replay_help = "extra `tamiyo replay` argument, repeatable (e.g. --replay-arg=--max-in-flight --replay-arg=1)"
     shape.add_argument("--replay-arg", action="append", default=None, metavar="ARG", help=replay_help)
     budget = p.add_argument_group(f"stop after (first reached; default {DEFAULT_MINUTES:g} minutes)")
@@ -96,6 +98,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         unroll_length=pick("unroll_length"),
         batch_size=pick("batch_size"),
         max_policy_lag=pick("max_policy_lag"),
+        max_backlog=pick("max_backlog"),
         replay_mode=pick("replay_mode"),
         updates=args.updates,
         frames=args.frames,

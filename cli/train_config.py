@@ -32,6 +32,7 @@ class TrainConfig:
     data_dir: str = str(DEFAULT_DATA_DIR)
     keep_broker: bool = False
     max_policy_lag: int = 2
+    max_backlog: int | None = None  # fifo: actor back-pressure on the replay's lag (bus/backlog.py); None: off
     replay_mode: str | None = None  # fifo | prioritized; None: fifo for PPO, prioritized for IMPALA
     preset: str | None = None  # learner/presets.py: learner hyperparameters (+ the pipeline shape, via the CLI)
     learner_args: list[str] = field(default_factory=list)  # explicit learner flags (override the preset)

@@ -43,11 +43,14 @@ def service_commands(config: TrainConfig, out_dir: Path, bootstrap: str) -> dict
               "--max-policy-lag", str(c.max_policy_lag), "--telemetry-every", "2",
               "--seed", str(c.seed), *c.replay_args]  # fmt: skip
     commands = {"learner": tamiyo("learner", *learner), "replay": tamiyo("replay", *replay)}
+    # Back-pressure on the replay's consumer group (its default name for the run): fifo only, where the
+    # replay stops consuming while its queue is full, so the lag is what the learner has not caught up with.
+    backlog = ["--backlog-group", f"tamiyo-replay-{c.run_id}", "--max-backlog", str(c.max_backlog)]
     for i in range(c.actors):
         commands[f"actor-{i}"] = tamiyo(
             "actor", "--env", c.env, "--num-envs", str(c.envs_per_actor), "--unroll-length", str(c.unroll_length),
             "--actor-id", f"actor-{i}", "--seed", str(c.seed * 100 + i), "--telemetry-every", "2",
-            "--device", c.device,
+            "--device", c.device, *(backlog if mode == "fifo" and c.max_backlog is not None else []),
         )  # fmt: skip
     return commands
 

@@ -94,10 +94,17 @@ class ReplayService:
         return self.core.stats
 
     async def _consume_trajectories(self, kafka: _Clients) -> None:
-        if not self.core.accepting_trajectories():
-            await asyncio.sleep(0.01)
+        room = self.core.trajectory_room(512)
+        consumer = kafka.trajectories
+        # Back-pressure by pause(), not by not polling: the loop keeps polling, so the group does not
+        # rebalance this consumer away (max.poll.interval.ms) while the learner is slow.
+        if not room:
+            consumer.pause(*consumer.assignment())
+            await consumer.getmany(timeout_ms=10)
             return
-        fetched = await kafka.trajectories.getmany(timeout_ms=50, max_records=512)
+        if consumer.paused():
+            consumer.resume(*consumer.paused())
+        fetched = await consumer.getmany(timeout_ms=50, max_records=room)
         records = [rec for recs in fetched.values() for rec in recs]
         if not records:
             return

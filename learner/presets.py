@@ -54,6 +54,8 @@ class PipelineShape:
     max_policy_lag: int = 2  # fifo staleness limit, in policy versions
     replay_mode: str | None = None  # fifo | prioritized; None: the algorithm's default (PPO fifo, IMPALA prioritized)
     replay_args: tuple[str, ...] = ()  # extra `tamiyo replay` flags (e.g. --max-in-flight 1)
+    # fifo: actors wait before a collect while more unrolls than this wait in Kafka for the replay (None: never)
+    max_backlog: int | None = None
 
     @property
     def frames_per_batch(self) -> int:
@@ -96,10 +98,16 @@ CARTPOLE = Preset(
     },
 )
 
-# host-sim (IMPALA).  What a 2-core CI box can afford decides the shape: one SAGE layer at width 32
-# (single-threaded, ~80-130 ms per learner step of 320 frames), two actors of 16 envs each (the
-# policy forward pass is per-call overhead bound, so wider batches are nearly free: ~1,300 frames/s
-# through the bus here, against ~440 with 8 envs and a network rebuilt per snapshot).
+# host-sim (IMPALA).  What a 2-core CI box can afford decides the shape: one SAGE layer at width 32.
+# Pipeline (issue 11, measured through Kafka on this 2-core machine): one actor stepping 128 envs as
+# arrays (VecHostSim; the acting forward pass costs ~25 us a frame at 128 graphs, ~150 at 16) and IMPALA
+# batches of 32 unrolls (a learner step costs ~40% less per frame than at 16).  One actor outruns the
+# learner, so it is throttled (max_backlog): before each collect it waits while more than 32 unrolls wait
+# for the replay in Kafka, and the replay's fifo holds only 32 (what does not fit stays in Kafka, where the
+# actor sees it).  3 batches in flight keep the learner busy through the ack round trip.  Through Kafka at
+# 200k frames: no unroll dropped, a policy lag of ~6 versions at training time, and the learner trains on
+# ~98% of the frames stepped; without the throttle (and before the ordered-delivery fix in
+# bus/delivery.py) it trained on 56%.  max_policy_lag 16 is then only a safety net.
 #
 # The replay runs in fifo mode, as IMPALA's own queue: every unroll is learned from exactly once, in
 # order, and the policy lag stays at 2-3 versions.  Measured through Kafka at 400k frames (greedy
@@ -120,12 +128,20 @@ CARTPOLE = Preset(
 # so the final snapshot is a settled policy rather than wherever the last noisy step left it.
 # With both, through Kafka at 500k frames (greedy eval, 300 held-out tasks): +0.043 [+0.031, +0.056],
 # +0.048 [+0.039, +0.058] and +0.029 [+0.023, +0.035] over `heuristic` (seeds 1, 2, 3).
+# Issue 11 (the faster pipeline above, batches of 32, the same learner settings): through Kafka at 1.5M frames,
+# greedy eval on the same 300 held-out tasks, paired with `heuristic`.  Before the throttle (the learner
+# trained on ~855k of them, ~4.8 min each), 5 of 5 seeds beat it: +0.053 [+0.042, +0.064], +0.044 [+0.033,
+# +0.055], +0.044 [+0.034, +0.055], +0.051 [+0.040, +0.062], +0.050 [+0.041, +0.060] (seeds 1-5).  With it
+# (the learner trains on all ~1.5M, ~8.5 min each on a shared machine), 3 of 3: +0.043 [+0.032, +0.055],
+# +0.050 [+0.039, +0.061], +0.056 [+0.046, +0.065] (seeds 1-3, bench/results/learning_over_kafka_host_sim.json).
+# Three times the frames made discovering seed management reliable where 500k frames were not (a CI run at
+# 500k had given +0.004 [-0.001, +0.009]).
 # gamma = 1: an episode is a fixed epoch budget whose return is exactly the accuracy gained minus
 # rent, and discounting would bias against seeds, which cost rent at once and pay off ~10 epochs
 # later.  Rewards are small (an episode's return is ~0.5): a smaller RMSprop epsilon.
 HOST_SIM_MODEL = ModelConfig(hidden=32, layers=("sage",), separate_critic=False)
 HOST_SIM_IMPALA = ImpalaConfig(
-    batch_size=16,
+    batch_size=32,
     unroll_length=20,
     learning_rate=2e-3,
     lr_schedule="linear_decay",
@@ -141,12 +157,14 @@ HOST_SIM = Preset(
     impala=HOST_SIM_IMPALA,
     pipeline={
         "impala": PipelineShape(
-            actors=2,
-            envs_per_actor=16,
+            actors=1,
+            envs_per_actor=128,
             unroll_length=20,
-            batch_size=16,
+            batch_size=32,
             replay_mode="fifo",
-            max_policy_lag=8,  # V-trace corrects the lag; fifo drops older unrolls (none were, measured)
+            max_policy_lag=16,  # V-trace corrects the lag; back-pressure keeps it below this limit
+            replay_args=("--max-in-flight", "3", "--capacity", "32"),
+            max_backlog=32,
         ),
     },
 )

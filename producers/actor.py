@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from aiokafka.errors import KafkaError
 from opentelemetry.trace import Span, SpanKind
 
+from tamiyo.bus.backlog import GroupBacklog
 from tamiyo.bus.clients import KafkaSettings
 from tamiyo.bus.delivery import ReliableSender
 from tamiyo.bus.follow import follow_newest
@@ -57,6 +58,9 @@ class Actor:
         self.outbox: Outbox[_Outgoing] = Outbox(config.queue_size, config.overflow)
         self.sender = ReliableSender(settings.with_client_id(f"tamiyo-{config.actor_id}"), config.max_in_flight)
         self._outbox_changed = asyncio.Event()
+        self.backlog: GroupBacklog | None = None
+        if config.backlog_group and config.max_backlog is not None:
+            self.backlog = GroupBacklog(settings, topics.trajectories, config.backlog_group)
 
     @property
     def stats(self) -> ActorStats:
@@ -68,6 +72,8 @@ class Actor:
         tasks: list[asyncio.Task] = []
         await self.sender.start()
         try:
+            if self.backlog is not None:
+                await self.backlog.start()
             if core.acceptor is not None:
                 follow = follow_newest(
                     self.settings, self.topics.policy, core.acceptor.accept, stop, "tamiyo-policy-sub"
@@ -86,6 +92,7 @@ class Actor:
                     break
                 if cfg.max_seconds is not None and time.monotonic() - started >= cfg.max_seconds:
                     break
+                await self._wait_for_consumers(stop)
                 for unroll in await asyncio.to_thread(core.collect):
                     await self._enqueue(unroll, stop)
                 instruments().frames.add(core.record_episodes(), {"actor": cfg.actor_id})
@@ -100,8 +107,26 @@ class Actor:
             if tasks:
                 await asyncio.wait(tasks, timeout=10)
             await send_quietly(self._send_telemetry)
+            if self.backlog is not None:
+                with contextlib.suppress(KafkaError, OSError):
+                    await self.backlog.stop()
             await self.sender.stop(timeout_s=15)
         return core.stats
+
+    async def _wait_for_consumers(self, stop: asyncio.Event) -> None:
+        """Back-pressure: wait while the replay has more than ``max_backlog`` unrolls left to take.  A lag
+        that cannot be read (broker away) does not stop the envs: the outbox bounds what piles up then."""
+        cfg = self.config
+        if self.backlog is None or cfg.max_backlog is None:
+            return
+        t0 = time.monotonic()
+        not_sent = lambda: len(self.outbox) + self.sender.in_flight  # noqa: E731
+        try:
+            # Bounded: a replay that stays away for 30 s gets one more collect (the outbox bounds the rest).
+            await asyncio.wait_for(self.backlog.wait_below(cfg.max_backlog, stop, not_sent=not_sent), timeout=30.0)
+        except (KafkaError, OSError, TimeoutError) as err:
+            log.warning("back-pressure: could not read the lag of %s (%r); collecting anyway", cfg.backlog_group, err)
+        self.core.stats.backpressure_wait_s += time.monotonic() - t0
 
     async def _enqueue(self, unroll: Unroll, stop: asyncio.Event) -> None:
         # The root span of this trajectory's journey; it ends when Kafka acknowledges the record.

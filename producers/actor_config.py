@@ -25,3 +25,7 @@ class ActorConfig:
     telemetry_every_s: float = 5.0
     wait_for_policy_s: float = 300.0
     device: str = "cpu"
+    # Back-pressure (bus/backlog.py): before each collect, wait while more than ``max_backlog`` unrolls
+    # on `trajectories` wait for consumer group ``backlog_group`` (the fifo replay).  None: never wait.
+    backlog_group: str | None = None
+    max_backlog: int | None = None

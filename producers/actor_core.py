@@ -42,6 +42,7 @@ class ActorStats:
     env_steps: int = 0
     episodes: int = 0
     publish_errors: int = 0
+    backpressure_wait_s: float = 0.0  # waiting for the replay to catch up (ActorConfig.max_backlog)
     recent_returns: collections.deque = field(default_factory=lambda: collections.deque(maxlen=100))
     publish_latency_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=500))
     sequences: list[int] = field(default_factory=list)
@@ -126,6 +127,8 @@ class ActorCore:
         self._last_rate = (now, s.env_steps)
         metrics = {
             "env_steps": float(s.env_steps),
+            "process_cpu_s": time.process_time(),  # all threads: CPU cost per frame = this / env_steps
+            "backpressure_wait_s": s.backpressure_wait_s,
             "env_steps_per_s": rate,
             "episodes": float(s.episodes),
             "unrolls_published": float(s.unrolls_published),

@@ -109,9 +109,17 @@ class ReplayCore:
 
     def accepting_trajectories(self) -> bool:
         """Back-pressure: False while the learner is behind (Kafka keeps the rest)."""
+        return self.trajectory_room(1) > 0
+
+    def trajectory_room(self, most: int) -> int:
+        """How many trajectories (at most ``most``) may be ingested now without the rate limiter
+        refusing or the fifo evicting undelivered items: the loop fetches no more than this, so a
+        small fifo leaves what the learner has not caught up with in Kafka (where actors see it)."""
         if not self.limiter.can_insert(1):
-            return False
-        return not (isinstance(self.store, OnPolicyFifo) and not self.store.can_insert(1))
+            return 0
+        if isinstance(self.store, OnPolicyFifo):
+            return max(0, min(most, self.store.storage.capacity - len(self.store)))
+        return most
 
     def ingest(self, records: Sequence[IncomingRecord]) -> IngestResult:
         result = IngestResult()

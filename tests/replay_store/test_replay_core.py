@@ -200,6 +200,20 @@ def test_back_pressure_when_the_learner_falls_behind():
     assert core.stats.batches_published == 2 and core.accepting_trajectories()
 
 
+def test_fifo_room_is_what_fits_without_evicting_undelivered_items():
+    """The loop fetches at most `trajectory_room` records, so a small fifo never evicts and the rest
+    waits in Kafka (where the actors' back-pressure sees it as the group's lag)."""
+    core = ReplayCore(ReplayConfig(mode="fifo", capacity=8, batch_size=4, max_policy_lag=100, max_in_flight=1))
+    assert core.trajectory_room(512) == 8 and core.trajectory_room(3) == 3
+    core.ingest(_records(_trajectories(6)))
+    assert core.trajectory_room(512) == 2
+    core.ingest(_records(_trajectories(2, producer_id="actor-1:1", seed=3), first_offset=6))
+    assert core.trajectory_room(512) == 0 and not core.accepting_trajectories()
+    assert core.next_batch() is not None  # 4 delivered: room for 4 more
+    assert core.trajectory_room(512) == 4
+    assert core.store.stats()["dropped_overflow_total"] == 0
+
+
 def test_telemetry_reports_the_store_and_dead_letters_by_reason():
     core = ReplayCore(ReplayConfig(batch_size=4, replay_id="r9", run_id="run"))
     core.ingest(_records(_trajectories(3)))

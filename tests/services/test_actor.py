@@ -138,3 +138,41 @@ async def test_actor_hot_swaps_verified_snapshots_and_rejects_bad_ones(kafka_set
     records = await _read_all(kafka_settings, topics.trajectories, actor.stats.unrolls_published)
     versions = np.concatenate([unroll_from_proto(decode_envelope(r.value).payload).policy_versions for r in records])
     assert set(np.unique(versions)) <= {1, 2} and versions[0] == 1 and versions[-1] == 2
+
+
+async def test_actor_waits_while_the_replay_group_lags_and_resumes_when_it_catches_up(kafka_settings, run_name):
+    """Back-pressure (`max_backlog`): with nobody consuming, the actor stops collecting once more than
+    `max_backlog` unrolls wait for the group; committing them lets it go on."""
+    from aiokafka import TopicPartition
+
+    topics = Topics.for_run(run_name)
+    await ensure_topics(kafka_settings, topics)
+    group = f"replay-{run_name}"
+    cfg = ActorConfig(
+        env="host-sim", num_envs=4, unroll_length=4, actor_id="bp", controller="heuristic", seed=1,
+        run_id=run_name, max_seconds=20, telemetry_every_s=1.0, backlog_group=group, max_backlog=6,
+    )  # fmt: skip
+    actor = Actor(cfg, kafka_settings, topics)
+    stop = asyncio.Event()
+    task = asyncio.create_task(actor.run(stop))
+    deadline = time.monotonic() + 30
+    while actor.stats.unrolls_published < 8 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.5)
+    # Two collects of 4 (the check runs before each collect: 0 and 4 waiting), then it waits at 8 > 6.
+    assert actor.stats.unrolls_made == 8 and actor.stats.unrolls_published == 8
+
+    consumer = make_consumer(kafka_settings, group_id=group)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topics.trajectories, 0)
+        consumer.assign([tp])
+        await consumer.commit({tp: 8})  # the replay took everything
+        deadline = time.monotonic() + 20
+        while actor.stats.unrolls_made < 16 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        await consumer.stop()
+    stop.set()
+    stats = await asyncio.wait_for(task, timeout=30)
+    assert 16 <= stats.unrolls_made <= 20 and stats.backpressure_wait_s > 1.0

@@ -180,3 +180,38 @@ async def test_replay_survives_kill_9_without_losing_committed_trajectories(kafk
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert json.loads(out.decode().strip().splitlines()[-1])["inserted"] == 10  # the 30 came from the snapshot
+
+
+async def test_a_full_fifo_leaves_the_rest_in_kafka_and_resumes_after_acks(kafka_settings, run_name):
+    """fifo back-pressure: a queue of 6 takes 6 of 20 trajectories and pauses its partitions (still
+    polling, so the group keeps it); the other 14 wait in Kafka as the group's lag (what actors throttle
+    on); nothing is evicted; acks free the queue and consumption resumes."""
+    from tamiyo.bus.backlog import GroupBacklog
+
+    topics = Topics.for_run(run_name)
+    await ensure_topics(kafka_settings, topics)
+    await produce(kafka_settings, topics.trajectories, trajectory_records(20, "a:1", seed=3))
+    cfg = ReplayConfig(mode="fifo", capacity=6, batch_size=3, max_in_flight=1, max_policy_lag=100, run_id=run_name)
+    service = ReplayService(cfg, kafka_settings, topics)
+    backlog = GroupBacklog(kafka_settings, topics.trajectories, service.group_id)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    await backlog.start()
+    try:
+        await wait_until(lambda: service.stats.batches_published == 1, what="a first batch")
+        await asyncio.sleep(1.0)
+        # 3 in the batch in flight + a full queue of 6 taken; the rest waits in Kafka.
+        assert service.stats.consumed == 9 and len(service.core.store) == 6
+        assert await backlog.waiting() == 11
+        batches = [
+            decode_envelope(r.value, expect=pb.SampledBatch).payload
+            for r in await read(kafka_settings, topics.batches, 1)
+        ]
+        ack = pb.PriorityUpdate(batch_id=batches[0].batch_id, learner_step=1)
+        await produce(kafka_settings, topics.priorities, [EnvelopeEncoder("learner").encode(ack)])
+        await wait_until(lambda: service.stats.consumed == 12, what="consumption resumed after the ack")
+        assert service.core.store.stats()["dropped_overflow_total"] == 0
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=20)
+        await backlog.stop()
