@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--group-id", default=None)
     p.add_argument("--max-seconds", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--env", default=None, help="check every trajectory against this env's graph schema (e.g. host-sim)")
     add_run_arguments(p)
     add_kafka_arguments(p, bootstrap_required=True)
     p.set_defaults(handler=_handle)
@@ -62,6 +63,7 @@ def _handle(args: argparse.Namespace) -> int:
         group_id=args.group_id,
         max_seconds=args.max_seconds,
         seed=args.seed,
+        env=args.env,
     )
     service = ReplayService(config, settings_from_args(args), topics_from_args(args))
     stats = run_until_signalled(coro_factory=service.run)

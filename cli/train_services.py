@@ -41,7 +41,7 @@ def service_commands(config: TrainConfig, out_dir: Path, bootstrap: str) -> dict
     mode = c.replay_mode or ("fifo" if ppo else "prioritized")
     replay = ["--mode", mode, "--batch-size", str(c.batch_size),
               "--max-policy-lag", str(c.max_policy_lag), "--telemetry-every", "2",
-              "--seed", str(c.seed), *c.replay_args]  # fmt: skip
+              "--seed", str(c.seed), "--env", c.env, *c.replay_args]  # fmt: skip
     commands = {"learner": tamiyo("learner", *learner), "replay": tamiyo("replay", *replay)}
     # Back-pressure on the replay's consumer group (its default name for the run): fifo only, where the
     # replay stops consuming while its queue is full, so the lag is what the learner has not caught up with.

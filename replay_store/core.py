@@ -3,7 +3,8 @@
 No Kafka here (`consumers/replay_service.py` is the loop); it takes record values and gives back
 what to publish, what to dead-letter and which offsets are safe to commit:
 
-1. `ingest`: decode + validate every trajectory record, store the still-compressed payload with
+1. `ingest`: decode + validate every trajectory record (and, with `ReplayConfig.env`, check it against that
+   env's graph schema), store the still-compressed payload with
    (producer id, sequence) as the de-duplication key; undecodable records come back with their reason;
 2. `next_batch`: a `SampledBatch` while fewer than ``max_in_flight`` batches are unacknowledged and
    the rate limiter allows sampling (prioritized: sum-tree sampling with IS weights; fifo: oldest fresh
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from tamiyo.contracts.codec import EnvelopeEncoder, decode_envelope
+from tamiyo.contracts.env_schemas import env_schema
 from tamiyo.contracts.errors import InvalidFieldError, LeylineError
 from tamiyo.contracts.packing import unroll_from_proto
 from tamiyo.contracts.proto import leyline_pb2 as pb
@@ -92,6 +94,7 @@ class ReplayCore:
                 )
         else:
             self.store = OnPolicyFifo(config.capacity, config.max_policy_lag, max_bytes=config.max_bytes)
+        self.schema = env_schema(config.env) if config.env else None
         self.policy_version = 0
         self.next_batch_id = int(time.time() * 1000) << 16  # unique across restarts
         self.outstanding: dict[int, float] = {}  # batch id -> publish time (clock)
@@ -141,6 +144,12 @@ class ReplayCore:
                 result.rejected.append((i, err))
                 continue
             env = decoded.envelope
+            if self.schema is not None:
+                try:
+                    unroll.validate(self.schema, structure_checked=True)  # shapes, masks, node counts of this env
+                except ValueError as err:
+                    result.rejected.append((i, InvalidFieldError(f"not a {self.config.env} trajectory: {err}")))
+                    continue
             if env.sequence > MAX_SEQUENCE:  # the dedup key packs it into 40 bits (storage.py)
                 result.rejected.append((i, InvalidFieldError(f"sequence {env.sequence} > {MAX_SEQUENCE}")))
                 continue

@@ -32,6 +32,10 @@ class ReplayConfig:
     group_id: str | None = None
     max_seconds: float | None = None
     seed: int = 0
+    # The run's env (`contracts/env_schemas.env_schema`): every trajectory is checked against its graph
+    # schema at ingest, so a bad one is dead-lettered here rather than poisoning the learner's batches.
+    # None: trajectories are checked as Leyline messages only.
+    env: str | None = None
 
 
 @dataclass

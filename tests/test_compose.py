@@ -106,6 +106,8 @@ def test_services_agree(compose):
     published = {_flag(commands["learner"], "--policy-id"), _flag(commands["promote"], "--policy-id")}
     assert _flag(commands["serve"], "--policy-id") in published
     assert {_flag(argv, "--policy-id") for argv in commands.values() if argv[1] == "actor"} <= published
+    # The replay checks trajectories against the env the learner trains on (bad ones dead-lettered at ingest).
+    assert _flag(commands["replay"], "--env") == _flag(commands["learner"], "--env")
     # Kafka: the official image, KRaft, health-checked; everyone starts after the topics exist.
     kafka = services["kafka"]
     assert kafka["image"].startswith("apache/kafka:")

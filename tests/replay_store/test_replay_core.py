@@ -127,6 +127,22 @@ def test_wire_integers_beyond_what_the_store_holds_are_dead_lettered_not_fatal()
     assert core.stats.priority_updates_applied == 0
 
 
+def test_with_the_runs_env_a_trajectory_of_another_schema_is_dead_lettered_at_ingest():
+    """Issue 12 item 1: checked here, a wrong-schema trajectory never reaches a batch (where the learner
+    would reject the whole batch and the bad item would keep its priority and be sampled again)."""
+    from tamiyo.producers.sample_unrolls import host_sim_unrolls
+
+    encoder = EnvelopeEncoder("actor/test", producer_id="a:1")
+    good = [encoder.encode(unroll_to_proto(u, "host-sim")) for u in host_sim_unrolls(2, length=5)]
+    wrong = _trajectories(1, producer_id="b:1")[0]  # the example schema's graphs, not host-sim's
+    core = ReplayCore(ReplayConfig(batch_size=2, capacity=50, env="host-sim"))
+    result = core.ingest(_records([good[0], wrong, good[1]]))
+    assert [(i, type(e)) for i, e in result.rejected] == [(1, InvalidFieldError)]
+    assert "host-sim" in str(result.rejected[0][1]) and core.stats.inserted == 2
+    unchecked = ReplayCore(ReplayConfig(batch_size=2, capacity=50))
+    assert not unchecked.ingest(_records([wrong])).rejected  # without an env: Leyline checks only
+
+
 def test_an_insert_that_fails_commits_nothing_new(monkeypatch):
     """Issue 12 item 4: offsets become committable only after the insert they cover succeeded."""
     core = ReplayCore(ReplayConfig(batch_size=2, capacity=50))
