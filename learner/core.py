@@ -2,8 +2,9 @@
 
 No Kafka here (`learner/service.py` is the loop around it).  Per batch:
 decode and validate every trajectory against the env's graph schema (a bad batch is rejected whole,
-with the reason), run one IMPALA step (V-trace, prioritized-replay importance weights) or one PPO
-update (GAE, minibatch epochs), and answer with, in send order:
+with the reason, and still acknowledged, without priorities, when its batch id could be read), run
+one IMPALA step (V-trace, prioritized-replay importance weights) or one PPO update (GAE, minibatch
+epochs), and answer with, in send order:
 
 1. the batch's acknowledgement, a `PriorityUpdate` (new |TD| priorities for IMPALA; an empty ack for
    PPO, which also tells the replay the current policy version);
@@ -89,6 +90,7 @@ class DecodedBatch:
     unrolls: list[Unroll]
     rejected: LeylineError | ValueError | None
     decode_ms: float
+    batch_id: int | None = None  # of a rejected batch whose envelope decoded (so it can still be acknowledged)
 
 
 @dataclass
@@ -175,11 +177,14 @@ class LearnerCore:
         t0 = time.perf_counter()
         try:
             sampled = decode_envelope(value, expect=pb.SampledBatch).payload
+        except LeylineError as err:
+            return DecodedBatch(None, [], err, (time.perf_counter() - t0) * 1e3)
+        try:
             unrolls = [self._decode_item(item) for item in sampled.items]
             if not unrolls:
                 raise InvalidFieldError("empty batch")
         except (LeylineError, ValueError) as err:
-            return DecodedBatch(None, [], err, (time.perf_counter() - t0) * 1e3)
+            return DecodedBatch(None, [], err, (time.perf_counter() - t0) * 1e3, batch_id=int(sampled.batch_id))
         return DecodedBatch(sampled, unrolls, None, (time.perf_counter() - t0) * 1e3)
 
     def train(self, decoded: DecodedBatch) -> BatchOutcome:
@@ -188,6 +193,11 @@ class LearnerCore:
         if decoded.sampled is None:
             self.rejected_batches += 1
             outcome.rejected = decoded.rejected
+            if decoded.batch_id is not None:
+                # Acknowledged without priorities: the replay frees its in-flight slot now, not after
+                # its ack timeout (120 s by default), and nothing of the batch is learned from.
+                ack = pb.PriorityUpdate(batch_id=decoded.batch_id, learner_step=self.version)
+                outcome.records.append(OutgoingRecord(self.topics.priorities, self.encoder.encode(ack), b"learner"))
             return outcome
         sampled, unrolls = decoded.sampled, decoded.unrolls
         if sampled.created_at_ns:

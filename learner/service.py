@@ -120,6 +120,7 @@ class LearnerService:
             if outcome.rejected is not None:
                 span.set_status(Status(StatusCode.ERROR, type(outcome.rejected).__name__))
                 await self.deadletter.send(producer, rec, outcome.rejected)
+                await publish(producer, outcome.records)  # the priority-free ack, when the batch id is known
                 return
             span.set_attribute("tamiyo.batch_id", outcome.batch_id)
             self._record(outcome)

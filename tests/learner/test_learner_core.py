@@ -111,8 +111,12 @@ def test_bad_batches_are_rejected_whole_and_change_nothing(tmp_path, value, reas
     core = _core(tmp_path)
     before = [p.detach().clone() for p in core.model.parameters()]
     outcome = core.handle(value)
-    assert isinstance(outcome.rejected, reason) and outcome.records == [] and not outcome.stepped
+    assert isinstance(outcome.rejected, reason) and not outcome.stepped
     assert core.rejected_batches == 1 and core.updates == 0
+    if value is not None and value.startswith(b"not"):
+        assert outcome.records == []  # no batch id to acknowledge
+    else:
+        assert len(outcome.records) == (0 if value is None else 1)
     assert all(torch.equal(a, b) for a, b in zip(before, core.model.parameters(), strict=True))
 
 
@@ -121,6 +125,10 @@ def test_a_batch_of_another_env_schema_is_rejected(tmp_path):
     host_sim = _unrolls(1, env="host-sim")[0]
     outcome = core.handle(_batch(host_sim, batch_id=1))
     assert isinstance(outcome.rejected, ValueError) and core.updates == 0
+    # Still acknowledged, without priorities, so the replay frees its in-flight slot at once (issue 12 item 1).
+    [ack_record] = outcome.records
+    ack = decode_envelope(ack_record.value, expect=pb.PriorityUpdate).payload
+    assert ack_record.topic == core.topics.priorities and ack.batch_id == 1 and not ack.priorities
 
 
 def test_a_refused_step_acks_without_priorities_reports_and_withholds_the_snapshot(tmp_path):
