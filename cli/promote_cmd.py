@@ -111,11 +111,12 @@ def choose(evaluated: list[dict], weights: dict[str, float] | None) -> dict:
 
 async def _newest_version(settings: KafkaSettings, topic: str, policy_id: str) -> int:
     """Newest version of ``policy_id`` on the (compacted) policy topic; -1 if none."""
-    from tamiyo.cli.policy_topic import PolicyTopicMissing, newest_version
+    from tamiyo.bus.topic_pass import TopicMissing
+    from tamiyo.cli.policy_topic import newest_version
 
     try:
         return await newest_version(settings, topic, policy_id, client_id="tamiyo-promote")
-    except PolicyTopicMissing:
+    except TopicMissing:
         raise SystemExit(f"tamiyo promote: error: topic {topic} not found (tamiyo topics create --run ...)") from None
     except TimeoutError as err:
         raise SystemExit(f"tamiyo promote: error: {err}") from None

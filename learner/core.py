@@ -42,7 +42,8 @@ from tamiyo.learner.impala import ImpalaConfig, ImpalaLearner
 from tamiyo.learner.ppo import PPOConfig, PPOLearner
 from tamiyo.policy.model import ModelConfig, TamiyoGNN
 from tamiyo.policy.signing import signed_snapshot
-from tamiyo.policy.snapshot import read_policy_file
+from tamiyo.policy.snapshot import read_policy_file, snapshot_tensors
+from tamiyo.policy.verification import VerifiedSnapshot
 
 log = logging.getLogger(__name__)
 ALGOS = ("impala", "ppo")
@@ -149,6 +150,25 @@ class LearnerCore:
     def version(self) -> int:
         """The policy version: successful learner steps (IMPALA) or completed PPO iterations."""
         return self.algorithm.version
+
+    def continue_after(self, published: int, snapshot: VerifiedSnapshot | None) -> str:
+        """Versions never go backwards: a learner (re)started on a run whose policy topic already holds
+        versions up to ``published`` of its policy continues after them.  Subscribers accept only newer
+        versions, so a learner starting again at 0 was ignored until it passed the old count.  Without a
+        checkpoint at least as new, it also takes the weights of ``snapshot`` (the newest verified one)
+        when they fit its network.  Returns what it did, for the log."""
+        if published < self.version:
+            return "nothing newer published"
+        took = ""
+        if snapshot is not None and snapshot.version > self.version:
+            if snapshot.schema == self.schema and snapshot.model_config == self.model.config:
+                self.model.load_state_dict(snapshot_tensors(snapshot.message.weights), strict=True)
+                took = f" with the weights of version {snapshot.version}"
+            else:
+                took = f" (version {snapshot.version} is another network: its weights are not taken)"
+        before = self.version
+        self.algorithm.version = published
+        return f"continuing after version {published} (was {before}){took}"
 
     # ------------------------------------------------------------ records at start and end
 

@@ -27,10 +27,13 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from tamiyo.bus.clients import KafkaSettings, make_consumer, make_producer
 from tamiyo.bus.deadletter import DeadLetterSink
 from tamiyo.bus.observability import context_from_headers, context_from_traceparent, instruments, tracer
+from tamiyo.bus.topic_pass import read_tail_first
 from tamiyo.contracts.records import OutgoingRecord
 from tamiyo.contracts.signing import policy_key
 from tamiyo.contracts.topics import Topics
 from tamiyo.learner.core import LOSS_NAMES, BatchOutcome, DecodedBatch, LearnerConfig, LearnerCore
+from tamiyo.policy.newest import NewestVerified, NewestVersion
+from tamiyo.policy.verification import SnapshotVerifier
 
 log = logging.getLogger(__name__)
 PREFETCH = 2  # batches decoded ahead of the one training
@@ -76,6 +79,7 @@ class LearnerService:
         # The next batch decodes in its own thread while the current one trains (PREFETCH records ahead).
         decoding: collections.deque[tuple[ConsumerRecord, asyncio.Future[DecodedBatch]]] = collections.deque()
         try:
+            await self._continue_after_published()
             await publish(producer, core.start_records())
             while not stop.is_set():
                 if cfg.max_updates is not None and core.updates >= cfg.max_updates:
@@ -108,6 +112,24 @@ class LearnerService:
             await producer.stop()
             self._decoder.shutdown(wait=False, cancel_futures=True)
         return core.summary()
+
+    async def _continue_after_published(self) -> None:
+        """Read the policy topic once (its tail first) and let the core continue after the newest version
+        of its policy there (`LearnerCore.continue_after`): a restarted learner's versions stay newer."""
+        core = self.core
+        versions = NewestVersion(self.config.policy_id)
+        verified = NewestVerified(SnapshotVerifier(core.signing_key, self.config.policy_id, core.schema))
+
+        def offer(value: bytes | None) -> None:
+            versions.offer(value)
+            verified.offer(value)
+
+        def found() -> bool:
+            return versions.version >= 0
+
+        await read_tail_first(self.settings, self.topics.policy, offer, found, "tamiyo-learner-start")
+        if versions.version >= 0:
+            log.info("policy topic: %s", core.continue_after(versions.version, verified.newest))
 
     async def _process(self, rec: ConsumerRecord, decoded: DecodedBatch, producer: AIOKafkaProducer) -> None:
         # Child of the replay's publish_batch span (the batch record carries its trace context).

@@ -17,6 +17,7 @@ from tamiyo.contracts.unroll import Unroll
 from tamiyo.learner.core import LearnerConfig, LearnerCore
 from tamiyo.policy.model import ModelConfig, TamiyoGNN
 from tamiyo.policy.model_policy import ModelPolicy
+from tamiyo.policy.verification import SnapshotVerifier, VerifiedSnapshot
 from tamiyo.producers.envs import make_env
 from tamiyo.producers.rollout import RolloutCollector
 
@@ -170,3 +171,37 @@ def test_ppo_core_acks_with_an_empty_priority_list(tmp_path):
 def test_unknown_algorithm_is_refused(tmp_path):
     with pytest.raises(ValueError, match="algo"):
         LearnerCore(LearnerConfig(algo="sac", env=ENV), TOPICS, KEY)
+
+
+def _verified(core: LearnerCore) -> VerifiedSnapshot:
+    record = next(r for r in core.start_records() if r.topic == core.topics.policy)
+    snapshot = SnapshotVerifier(KEY, "tamiyo", core.schema).verify(record.value)
+    assert snapshot is not None
+    return snapshot
+
+
+def test_a_restarted_learner_continues_after_the_published_versions_with_their_weights(tmp_path):
+    """Issue 12 item 5: versions never go backwards.  A fresh learner on a run whose topic holds version 2
+    takes that snapshot's weights and version, so its next snapshot is 3 (subscribers ignored 0, 1, 2)."""
+    first = _core(tmp_path / "a")
+    for i, unrolls in enumerate(_unrolls(2)):
+        assert first.handle(_batch(unrolls, batch_id=i + 1)).stepped
+    published = _verified(first)
+    assert published.version == 2
+
+    fresh = _core(tmp_path / "b", seed=7)
+    assert not all(torch.equal(a, b) for a, b in zip(fresh.model.parameters(), first.model.parameters(), strict=True))
+    assert "weights of version 2" in fresh.continue_after(2, published)
+    assert fresh.version == 2
+    assert all(torch.equal(a, b) for a, b in zip(fresh.model.parameters(), first.model.parameters(), strict=True))
+    outcome = fresh.handle(_batch(_unrolls(1, seed=9)[0], batch_id=5))
+    assert [s.version for s in _payloads(outcome.records, fresh.topics.policy)] == [3]
+
+    # Another network (other width): the version continues, the weights are not taken.
+    other = LearnerCore(LearnerConfig(algo="impala", env=ENV, run_id="core", model=ModelConfig(hidden=8)), TOPICS, KEY)
+    assert "another network" in other.continue_after(2, published) and other.version == 2
+    # Nothing newer than what the learner has (it resumed from a checkpoint at least as new): no change.
+    assert first.continue_after(1, None) == "nothing newer published" and first.version == 2
+    # A higher version number seen without a verifiable snapshot (e.g. unsigned): only the number moves on.
+    fresh.continue_after(10, None)
+    assert fresh.version == 10

@@ -179,3 +179,23 @@ async def test_learner_cli_trains_on_a_recording_and_stops_by_itself(kafka_setti
     out, err = await asyncio.wait_for(proc.communicate(), timeout=180)
     assert proc.returncode == 0, err.decode()[-2000:]
     assert json.loads(out.decode().strip().splitlines()[-1])["updates"] == 2
+
+
+async def test_a_learner_restarted_without_resume_continues_the_published_versions(kafka_settings, run_name, tmp_path):
+    """Issue 12 item 5 (compose restarts a failed learner without --resume): the new learner reads the
+    policy topic, takes the newest snapshot's weights and version, and publishes only newer versions."""
+    topics = Topics.for_run(run_name)
+    await ensure_topics(kafka_settings, topics)
+    batches = _batches(3)
+    await produce(kafka_settings, topics.batches, batches[:2])
+    first = LearnerService(_config(run_name, tmp_path / "a", max_updates=2), kafka_settings, topics)
+    assert (await asyncio.wait_for(first.run(), timeout=120))["version"] == 2
+    await produce(kafka_settings, topics.batches, batches[2:])
+    second = LearnerService(_config(run_name, tmp_path / "b", max_updates=1, seed=5), kafka_settings, topics)
+    assert (await asyncio.wait_for(second.run(), timeout=120))["version"] == 3
+
+    snaps = [
+        decode_envelope(r.value, expect=pb.PolicySnapshot).payload for r in await read(kafka_settings, topics.policy, 5)
+    ]
+    assert [s.version for s in snaps] == [0, 1, 2, 2, 3]
+    assert snaps[3].sha256 == snaps[2].sha256  # the restarted learner started from the published weights

@@ -200,9 +200,9 @@ def _policy_record(version: int, policy_id: str = "tamiyo", env: str = "host-sim
 
 
 def test_the_final_policy_is_the_newest_snapshot_the_verifier_accepts():
-    from tamiyo.cli.policy_topic import NewestVerified
     from tamiyo.contracts.env_schemas import env_schema
     from tamiyo.contracts.signing import DEV_KEY
+    from tamiyo.policy.newest import NewestVerified
     from tamiyo.policy.verification import SnapshotVerifier
 
     chooser = NewestVerified(SnapshotVerifier(DEV_KEY, "tamiyo", env_schema("host-sim")))
@@ -222,7 +222,7 @@ def test_the_final_policy_is_the_newest_snapshot_the_verifier_accepts():
 
 
 def test_promote_numbers_after_the_newest_version_of_its_policy_id_signed_or_not():
-    from tamiyo.cli.policy_topic import NewestVersion
+    from tamiyo.policy.newest import NewestVersion
 
     chooser = NewestVersion("tamiyo-serving")
     assert chooser.version == -1
