@@ -45,7 +45,6 @@ class ActorStats:
     backpressure_wait_s: float = 0.0  # waiting for the replay to catch up (ActorConfig.max_backlog)
     recent_returns: collections.deque = field(default_factory=lambda: collections.deque(maxlen=100))
     publish_latency_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=500))
-    sequences: list[int] = field(default_factory=list)
 
 
 class ActorCore:
@@ -100,10 +99,9 @@ class ActorCore:
 
     def record_episodes(self) -> int:
         """Take note of the episodes finished since the last call; returns the env steps taken since."""
-        eps = self.collector.episodes
-        for e in eps[self.stats.episodes :]:
-            self.stats.recent_returns.append(e.ret)
-        self.stats.episodes = len(eps)
+        eps = self.collector.take_episodes()  # taken, not kept: an actor runs for days
+        self.stats.recent_returns.extend(e.ret for e in eps)
+        self.stats.episodes += len(eps)
         new_steps = self.collector.env_steps - self.stats.env_steps
         self.stats.env_steps = self.collector.env_steps
         return new_steps
@@ -117,7 +115,6 @@ class ActorCore:
     def published(self, sequence: int, latency_ms: float) -> None:
         self.stats.publish_latency_ms.append(latency_ms)
         self.stats.unrolls_published += 1
-        self.stats.sequences.append(sequence)
 
     def telemetry_metrics(self, queue_depth: int) -> dict[str, float]:
         s = self.stats

@@ -33,12 +33,19 @@ class VecRolloutCollector:
         self.env_id = env_id
         self.sequence = 0
         self.env_steps = 0
-        self.episodes: list[Episode] = []  # every finished episode, in order
+        # Every finished episode, in order, until `take_episodes` (a long-running actor takes them after
+        # each collect, so this stays bounded; the in-process loops read it whole).
+        self.episodes: list[Episode] = []
         n = env.num_envs
         seeds = [None if seed is None else seed + i for i in range(n)]
         self._obs: VecObservation = env.reset(seeds)
         self._ep_return = np.zeros(n, dtype=np.float64)
         self._ep_length = np.zeros(n, dtype=np.int64)
+
+    def take_episodes(self) -> list[Episode]:
+        """The episodes finished since the last call, forgotten here."""
+        taken, self.episodes = self.episodes, []
+        return taken
 
     def collect(self) -> list[Unroll]:
         """Run ``unroll_length`` steps in every env; one `Unroll` per env, in env order."""

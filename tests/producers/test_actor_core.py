@@ -46,6 +46,12 @@ def test_episodes_and_frames_are_counted_once():
     core.collect()  # host episodes are 30 epochs: every env finished one
     assert core.record_episodes() == 3 * 31 and core.stats.episodes == 3
     assert core.record_episodes() == 0 and len(core.stats.recent_returns) == 3
+    # Bounded (issue 12 item 6): the collector forgets what the actor has taken, the counts go on.
+    for _ in range(3):
+        core.collect()
+        core.record_episodes()
+    assert core.stats.episodes == 3 + 3 * 3 and core.collector.episodes == []
+    assert core.stats.env_steps == 4 * 3 * 31 and len(core.stats.recent_returns) == 12
 
 
 def test_telemetry_says_what_the_actor_did():
