@@ -22,15 +22,35 @@ class RunProgress:
     learner: dict[str, float] = field(default_factory=dict)
     replay: dict[str, float] = field(default_factory=dict)
     actors: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Frames of an actor's earlier incarnations (a restarted actor counts its env steps from 0 again).
+    actor_frames_before: dict[str, float] = field(default_factory=dict)
     packets: int = 0
+
+    # Updates of the learner's earlier incarnations (a restarted learner counts from 0 or its checkpoint).
+    learner_updates_before: float = 0.0
+    learner_updates_last: float = 0.0
 
     @property
     def updates(self) -> int:
-        return int(self.learner.get("updates", 0))
+        return int(self.learner_updates_before + self.learner_updates_last)
+
+    def learner_packet(self, metrics: dict[str, float]) -> None:
+        if "updates" in metrics:
+            if metrics["updates"] < self.learner_updates_last:  # a new incarnation of the learner
+                self.learner_updates_before += self.learner_updates_last - metrics["updates"]
+            self.learner_updates_last = metrics["updates"]
+        self.learner = metrics
 
     @property
     def frames(self) -> int:
-        return int(sum(a.get("env_steps", 0) for a in self.actors.values()))
+        current = sum(a.get("env_steps", 0) for a in self.actors.values())
+        return int(current + sum(self.actor_frames_before.values()))
+
+    def actor_packet(self, source: str, metrics: dict[str, float]) -> None:
+        previous = self.actors.get(source, {}).get("env_steps", 0.0)
+        if metrics.get("env_steps", 0.0) < previous:  # a new incarnation of this actor
+            self.actor_frames_before[source] = self.actor_frames_before.get(source, 0.0) + previous
+        self.actors[source] = metrics
 
     @property
     def elapsed_s(self) -> float:
@@ -90,11 +110,11 @@ class RunMonitor:
         metrics = {m.name: m.value for m in packet.metrics if not m.labels or "algo" in m.labels}
         self.progress.packets += 1
         if packet.source == "learner":
-            self.progress.learner = metrics
+            self.progress.learner_packet(metrics)
         elif packet.source.startswith("replay/"):
             self.progress.replay = metrics
         elif packet.source.startswith("actor/"):
-            self.progress.actors[packet.source] = metrics
+            self.progress.actor_packet(packet.source, metrics)
         line = {
             "t": round(self.progress.elapsed_s, 3),
             "timestamp_ns": packet.timestamp_ns,

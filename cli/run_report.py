@@ -74,6 +74,12 @@ def _fmt_ci(result: dict[str, Any]) -> str:
     return f"{result['mean_return']:.4f} [{lo:.4f}, {hi:.4f}]"
 
 
+def _restarts(restarts: list[dict[str, Any]]) -> str:
+    if not restarts:
+        return "none"
+    return "; ".join(f"{r['service']} (exit code {r['exit_code']}, at {r['at_s']} s)" for r in restarts)
+
+
 def write_report(out_dir: Path, config: dict[str, Any], summary: dict[str, Any], evaluation: dict[str, Any]) -> Path:
     """runs/<id>/report.md; with the learning proof's section last when ``summary`` has its "returns"."""
     broker = "local broker started for this run" if summary.get("broker_started") else "given"
@@ -87,6 +93,7 @@ def write_report(out_dir: Path, config: dict[str, Any], summary: dict[str, Any],
         f"batches of {config['batch_size']} trajectories",
         f"- Kafka: `{summary['bootstrap']}` ({broker}), topics `tamiyo.{config['run_id']}.*`",
         f"- stopped because: {summary['stop_reason']}",
+        f"- service restarts: {_restarts(summary.get('restarts', []))}",
         "",
         "## Throughput",
         "",

@@ -60,6 +60,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--torch-threads", type=int, default=1, help="OMP/torch threads per service process (0: torch's default)"
     )
+    p.add_argument(
+        "--max-restarts",
+        type=int,
+        default=d.max_restarts,
+        help="restarts per service before a crash ends the run (the learner restarts with --resume)",
+    )
     p.add_argument("--init-from", default=None, help="start from an earlier policy.safetensors (PPO -> IMPALA)")
     p.add_argument("--eval-tasks", type=int, default=d.eval_tasks, help="host envs: held-out tasks to evaluate on")
     p.add_argument("--eval-episodes", type=int, default=d.eval_episodes, help="gym envs: greedy episodes (0: none)")
@@ -120,6 +126,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         return_window=args.return_window,
         stop_at_target=args.stop_at_target,
         torch_threads=args.torch_threads,
+        max_restarts=args.max_restarts,
     )
 
 

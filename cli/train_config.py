@@ -43,4 +43,5 @@ class TrainConfig:
     target_return: float | None = None
     return_window: int = 20
     stop_at_target: bool = False
+    max_restarts: int = 3  # per service: a child that exits is started again (backoff 1, 2, 4 s), then the run ends
     torch_threads: int | None = None  # OMP/torch threads per service process (None: torch's default)

@@ -83,7 +83,7 @@ class TrainRun:
         self.settings: KafkaSettings | None = settings_template  # without a template: set by `_connect`
         self.broker: LocalBroker | None = None  # the local broker this run started (not a given or running one)
         self.topics = Topics.for_run(config.run_id)
-        self.services = ServiceProcesses(self.logs_dir, config.torch_threads)
+        self.services = ServiceProcesses(self.logs_dir, config.torch_threads, max_restarts=config.max_restarts)
         self.returns: EpisodeReturns | None = None  # the learning proof, with --target-return
         if config.target_return is not None:
             self.returns = EpisodeReturns(config.return_window, config.target_return, config.envs_per_actor)
@@ -157,7 +157,7 @@ class TrainRun:
         await ensure_topics(self.settings, self.topics)
         for name, cmd in self.service_commands().items():
             self.services.spawn(name, cmd)
-        (self.out_dir / "pids.json").write_text(json.dumps(self.services.pids() | {"broker": self._broker_pid()}))
+        self._write_pids()
         progress = await self._monitor(signals)  # stops the services before it returns
         summary = self._summary(progress, time.monotonic() - started)
         if self.returns is not None:
@@ -222,10 +222,17 @@ class TrainRun:
             return f"reached {c.frames} env frames"
         if time.monotonic() >= deadline:
             return f"reached {c.minutes} minutes"
-        dead = self.services.first_dead()
+        restarted = len(self.services.restarts)
+        dead = self.services.supervise()
+        if len(self.services.restarts) != restarted:
+            self._write_pids()
         if dead is not None:
-            return f"service {dead.name} exited with code {dead.proc.returncode}: {' | '.join(dead.log_tail())}"
+            again = f" (after {dead.restarts} restarts)" if dead.restarts else ""
+            return f"service {dead.name} exited with code {dead.proc.returncode}{again}: {' | '.join(dead.log_tail())}"
         return None
+
+    def _write_pids(self) -> None:
+        (self.out_dir / "pids.json").write_text(json.dumps(self.services.pids() | {"broker": self._broker_pid()}))
 
     def _summary(self, progress: RunProgress, wall_s: float) -> dict[str, Any]:
         assert self.settings is not None
@@ -240,6 +247,7 @@ class TrainRun:
             "recent_return": progress.recent_return,
             "rejected_batches": int(progress.learner.get("rejected_batches", 0)),
             "deadlettered": int(progress.replay.get("deadlettered", 0)),
+            "restarts": list(self.services.restarts),
         }
         if self.returns is not None:
             summary["returns"] = self.returns.summary()

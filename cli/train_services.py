@@ -6,16 +6,19 @@ Each service is the same `tamiyo <service>` command a cluster would run, started
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tamiyo.bus.processes import set_parent_death_signal, terminate
 from tamiyo.cli.train_config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 def service_commands(config: TrainConfig, out_dir: Path, bootstrap: str) -> dict[str, list[str]]:
@@ -60,6 +63,9 @@ class Child:
     name: str
     proc: subprocess.Popen
     log_path: Path
+    cmd: list[str] = field(default_factory=list)
+    restarts: int = 0  # how many times this service was started again before this process
+    exited_at: float | None = None  # when supervision first saw this process gone
 
     def log_tail(self, lines: int = 3) -> list[str]:
         return self.log_path.read_text(errors="replace").strip().splitlines()[-lines:]
@@ -70,14 +76,36 @@ def stop_order(children: list[Child]) -> list[Child]:
     return sorted(children, key=lambda c: (c.name == "learner", c.name == "replay"))
 
 
-class ServiceProcesses:
-    """The children one run started; ``torch_threads`` caps OMP/MKL threads in each (None: their default)."""
+def restart_command(name: str, cmd: list[str]) -> list[str]:
+    """The command that starts ``name`` again: the learner resumes from its checkpoint (and continues after
+    the versions on the policy topic either way); the others start as before (an actor as a new incarnation)."""
+    if name == "learner" and "--resume" not in cmd:
+        return [*cmd, "--resume"]
+    return cmd
 
-    def __init__(self, logs_dir: Path, torch_threads: int | None = None, stop_grace_s: float = 20.0) -> None:
+
+class ServiceProcesses:
+    """The children one run started; ``torch_threads`` caps OMP/MKL threads in each (None: their default).
+
+    `supervise` restarts a child that exited, after a backoff that doubles with each restart, at most
+    ``max_restarts`` times per service; a service that exits once more than that ends the run."""
+
+    def __init__(
+        self,
+        logs_dir: Path,
+        torch_threads: int | None = None,
+        stop_grace_s: float = 20.0,
+        max_restarts: int = 0,
+        restart_backoff_s: float = 1.0,
+    ) -> None:
         self.logs_dir = logs_dir
         self.torch_threads = torch_threads
         self.stop_grace_s = stop_grace_s
+        self.max_restarts = max_restarts
+        self.restart_backoff_s = restart_backoff_s
         self.children: list[Child] = []
+        self.restarts: list[dict[str, str | int | float]] = []  # one entry per restart, for the report
+        self._started = time.monotonic()
 
     def spawn(self, name: str, cmd: list[str]) -> Child:
         log_path = self.logs_dir / f"{name}.log"
@@ -95,9 +123,33 @@ class ServiceProcesses:
                 start_new_session=True,  # Ctrl-C reaches only us; we stop the services in order
                 preexec_fn=set_parent_death_signal,
             )
-        child = Child(name, proc, log_path)
+        child = Child(name, proc, log_path, list(cmd))
         self.children.append(child)
         return child
+
+    def supervise(self) -> Child | None:
+        """Restart every child that has exited and whose backoff has passed; returns the first child that
+        exited with no restart left (the run must end), else None."""
+        for i, child in enumerate(self.children):
+            code = child.proc.poll()
+            if code is None:
+                continue
+            if child.restarts >= self.max_restarts:
+                return child
+            now = time.monotonic()
+            if child.exited_at is None:
+                child.exited_at = now
+                log.warning("%s exited with code %s: %s", child.name, code, " | ".join(child.log_tail()))
+            if now - child.exited_at < self.restart_backoff_s * 2**child.restarts:
+                continue
+            del self.children[i]
+            fresh = self.spawn(child.name, restart_command(child.name, child.cmd))
+            fresh.restarts = child.restarts + 1
+            self.children.insert(i, self.children.pop())  # keep the start order
+            self.restarts.append({"service": child.name, "exit_code": code, "restart": fresh.restarts,
+                                  "at_s": round(now - self._started, 1)})  # fmt: skip
+            log.warning("%s restarted (%d of %d)", child.name, fresh.restarts, self.max_restarts)
+        return None
 
     def pids(self) -> dict[str, int]:
         return {c.name: c.proc.pid for c in self.children}

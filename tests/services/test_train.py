@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -118,6 +119,61 @@ def test_sigterm_stops_everything_train_started_within_seconds(tmp_path):
     time.sleep(0.5)
     assert [name for name, pid in pids.items() if pid_alive(pid)] == []
     assert (run / "report.md").exists() and (run / "policy.safetensors").exists()
+
+
+def _actor_frames(metrics: Path) -> int:
+    if not metrics.exists():
+        return 0
+    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    return max((int(r["metrics"].get("env_steps", 0)) for r in rows if r["source"].startswith("actor/")), default=0)
+
+
+@pytest.mark.broker
+def test_kill_9_of_the_learner_and_an_actor_mid_run_are_restarted_and_the_run_goes_on(
+    kafka_broker, kafka_settings, tmp_path
+):
+    """Supervision end to end: `kill -9` the learner, then the only actor, while `tamiyo train` runs; each is
+    started again (the learner continues after its published versions), the run reaches its frame budget
+    (which needs the restarted actor), exits 0 and lists both restarts in its summary and report."""
+    out = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [*TRAIN, "--bootstrap", kafka_broker.bootstrap, "--env", "host-sim", "--frames", "6000", "--actors", "1",
+         "--envs-per-actor", "4", "--batch-size", "8", "--eval-tasks", "2", "--out", str(out), "--run-id", "chaos",
+         "--hidden", "16"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    run = out / "chaos"
+    try:
+        deadline = time.monotonic() + 300
+        for victim, ready in (
+            ("learner", lambda: _learner_updates(run / "metrics.jsonl") >= 4),
+            ("actor-0", lambda: _actor_frames(run / "metrics.jsonl") >= 2000),
+        ):
+            while not ready():
+                assert proc.poll() is None, proc.stderr.read()[-2000:]
+                assert time.monotonic() < deadline, f"no progress before killing {victim}"
+                time.sleep(0.3)
+            pid = json.loads((run / "pids.json").read_text())[victim]
+            os.kill(pid, signal.SIGKILL)
+            while json.loads((run / "pids.json").read_text())[victim] == pid:  # restarted: a new pid
+                assert proc.poll() is None, proc.stderr.read()[-2000:]
+                assert time.monotonic() < deadline, f"{victim} was not restarted"
+                time.sleep(0.2)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr[-2000:]
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["frames"] >= 6000 and summary["stop_reason"] == "reached 6000 env frames"
+    assert [(r["service"], r["exit_code"]) for r in summary["restarts"]] == [("learner", -9), ("actor-0", -9)]
+    assert "learner (exit code -9" in (run / "report.md").read_text()
+    # Policy versions never went backwards across the learner's restart (the new one re-publishes the newest).
+    records = asyncio.run(read(kafka_settings, "tamiyo.chaos.policy", 10_000, timeout_s=5))
+    versions = [decode_envelope(r.value).payload.version for r in records]
+    assert len(versions) > 5 and versions == sorted(versions), versions
+    time.sleep(0.5)
+    assert [n for n, p in json.loads((run / "pids.json").read_text()).items() if n != "broker" and pid_alive(p)] == []
 
 
 # ---------------------------------------------------------------- without a broker
@@ -280,3 +336,55 @@ def test_stop_signals_are_remembered_while_held_and_the_previous_handlers_come_b
         signals.release()
         assert {s: signal.getsignal(s) for s in before} == before
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_a_service_that_exits_is_restarted_with_backoff_and_a_repeated_crash_ends_the_run(tmp_path):
+    """Issue 12: `tamiyo train` supervises its children.  A child that exits is started again (the learner
+    with --resume) after a doubling backoff, each restart recorded; the third exit with two restarts
+    allowed is returned, which ends the run."""
+    from tamiyo.cli.train_services import ServiceProcesses, restart_command
+
+    assert restart_command("learner", ["tamiyo", "learner"]) == ["tamiyo", "learner", "--resume"]
+    assert restart_command("learner", ["tamiyo", "learner", "--resume"]) == ["tamiyo", "learner", "--resume"]
+    assert restart_command("actor-0", ["tamiyo", "actor"]) == ["tamiyo", "actor"]
+
+    services = ServiceProcesses(tmp_path, stop_grace_s=1.0, max_restarts=2, restart_backoff_s=0.2)
+    services.spawn("actor-0", [sys.executable, "-c", "import time; time.sleep(60)"])
+    services.spawn("replay", [sys.executable, "-c", "print('crash'); raise SystemExit(3)"])
+    deadline = time.monotonic() + 30
+    try:
+        while (dead := services.supervise()) is None:
+            assert time.monotonic() < deadline, "the crashing child was not given up on"
+            time.sleep(0.02)
+        assert dead.name == "replay" and dead.restarts == 2 and dead.proc.returncode == 3
+        assert [(r["service"], r["exit_code"], r["restart"]) for r in services.restarts] == [
+            ("replay", 3, 1),
+            ("replay", 3, 2),
+        ]
+        first, second = (r["at_s"] for r in services.restarts)
+        assert second - first >= 0.35  # the second backoff is twice the first (0.2 s, then 0.4 s)
+        assert [c.name for c in services.children] == ["actor-0", "replay"]  # start order kept
+        assert services.children[0].proc.poll() is None  # the healthy child was left alone
+        assert (tmp_path / "replay.log").read_text().count("crash") == 3  # one log, appended to
+    finally:
+        services.stop_all()
+
+
+def test_run_progress_counts_a_restarted_actors_frames_on_top_of_its_earlier_ones():
+    from tamiyo.cli.run_monitor import RunProgress
+
+    p = RunProgress()
+    p.learner_packet({"updates": 10.0})
+    p.learner_packet({"rejected_batches": 0.0})  # a packet without the counter changes nothing
+    p.learner_packet({"updates": 6.0})  # restarted from a checkpoint at 6: 4 updates were done before it
+    assert p.updates == 10
+    p.learner_packet({"updates": 9.0})
+    assert p.updates == 13
+    p.actor_packet("actor/actor-0", {"env_steps": 500.0})
+    p.actor_packet("actor/actor-1", {"env_steps": 300.0})
+    p.actor_packet("actor/actor-0", {"env_steps": 800.0})
+    assert p.frames == 1100
+    p.actor_packet("actor/actor-0", {"env_steps": 40.0})  # restarted: counts from 0 again
+    assert p.frames == 800 + 40 + 300
+    p.actor_packet("actor/actor-0", {"env_steps": 100.0})
+    assert p.frames == 800 + 100 + 300
