@@ -135,7 +135,8 @@ def save_png(results: list[dict], proof: str, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--proof", choices=sorted(PROOFS), required=True)
-    ap.add_argument("--seeds", type=int, default=3, help="seeds 1..N")
+    ap.add_argument("--seeds", type=int, default=3, help="how many seeds: --first-seed .. --first-seed + N - 1")
+    ap.add_argument("--first-seed", type=int, default=1)
     ap.add_argument("--minutes", type=float, default=None, help="wall budget per run (besides the frame budget)")
     ap.add_argument("--tasks", type=int, default=100, help="host-sim: held-out evaluation tasks")
     ap.add_argument("--eval-seed", type=int, default=12345)
@@ -157,7 +158,7 @@ def main() -> None:
     out = Path(args.out) if args.out else tmp / "runs"
     results = []
     try:
-        for seed in range(1, args.seeds + 1):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             r = train(args.proof, seed, out, bootstrap, args.minutes, args.train_args)
             if args.proof == "impala-host-sim":
                 policy = evaluate(r["policy"], args.tasks, args.eval_seed)
@@ -177,7 +178,7 @@ def main() -> None:
     reached = [r["reached_at"] for r in results if r.get("reached_at") is not None]
     print(json.dumps({
         "proof": args.proof,
-        "seeds": args.seeds,
+        "seeds": [r["seed"] for r in results],
         "passed": sum(bool(r.get("passed")) for r in results),
         "reached_at_median": float(np.median(reached)) if reached else None,
         "wall_s_mean": round(float(np.mean([r["wall_s"] for r in results])), 1),

@@ -35,13 +35,14 @@ class ReliableSender:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._pending: set[asyncio.Task[None]] = set()
         self._restarting = False
-        # Records must reach the producer in submit order: the fifo replay de-duplicates by each
-        # producer's increasing sequence and drops what arrives behind a higher one.  `producer.send`
-        # waits when its batch accumulator is full, and concurrent waiters resume in no set order
-        # (measured: ~43% of a 128-env actor's unrolls reached Kafka behind a later one and were
-        # dropped as redeliveries).  asyncio.Lock hands itself over in arrival order, and the tasks
-        # reach it in submit order; only the hand-over to the producer is serialised, not the wait
-        # for the broker's acknowledgement.
+        # Records must reach the producer in submit order (a record re-sent after a failed send can still
+        # land behind later ones; the idempotent producer's own retries keep order): the fifo replay
+        # de-duplicates by each producer's increasing sequence and drops what arrives behind a higher one.
+        # `producer.send` waits when its batch accumulator is full, and concurrent waiters resume in no set
+        # order (measured: ~43% of a 128-env actor's unrolls reached Kafka behind a later one and were
+        # dropped as redeliveries).  asyncio.Lock hands itself over in arrival order, and the tasks reach
+        # it in submit order; only the hand-over to the producer is serialised, not the wait for the
+        # broker's acknowledgement.
         self._send_order = asyncio.Lock()
 
     async def start(self) -> None:
@@ -74,7 +75,13 @@ class ReliableSender:
         self.in_flight += 1  # counted from here, not from when the task first runs (back-pressure reads it)
         task = asyncio.create_task(self._deliver(topic, value, key, headers, on_sent, on_retry))
         self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        # Here rather than in `_deliver`'s finally: a task cancelled before it first ran has no finally.
+        self._pending.discard(task)
+        self.in_flight -= 1
+        self._slots.release()
 
     async def _deliver(
         self,
@@ -86,23 +93,19 @@ class ReliableSender:
         on_retry: Callable[[KafkaError, float], None],
     ) -> None:
         backoff = 0.2
-        try:
-            while True:
-                t0 = time.perf_counter()
-                try:
-                    async with self._send_order:
-                        fut = await self.producer.send(topic, value, key=key, headers=headers)
-                    await fut
-                    on_sent((time.perf_counter() - t0) * 1e3)
-                    return
-                except KafkaError as err:
-                    on_retry(err, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                    await self._restart_producer()
-        finally:
-            self.in_flight -= 1
-            self._slots.release()
+        while True:
+            t0 = time.perf_counter()
+            try:
+                async with self._send_order:
+                    fut = await self.producer.send(topic, value, key=key, headers=headers)
+                await fut
+                on_sent((time.perf_counter() - t0) * 1e3)
+                return
+            except KafkaError as err:
+                on_retry(err, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                await self._restart_producer()
 
     async def _restart_producer(self) -> None:
         if self._restarting:

@@ -106,7 +106,8 @@ class TrainRun:
                 self.settings = self._connect()
                 summary, final = asyncio.run(self._on_the_bus(signals, started))
             except BaseException:
-                self._stop_own_broker()  # a run that fails leaves nothing of its own running
+                self.services.stop_all()  # a run that fails leaves nothing of its own running:
+                self._stop_own_broker()  # the services first (they talk to the broker), then the broker
                 raise
             finally:
                 self.services.stop_all()

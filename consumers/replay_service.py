@@ -100,7 +100,11 @@ class ReplayService:
         # rebalance this consumer away (max.poll.interval.ms) while the learner is slow.
         if not room:
             consumer.pause(*consumer.assignment())
-            await consumer.getmany(timeout_ms=10)
+            # Partitions assigned by a rebalance during this poll start unpaused and may return records:
+            # seek back to them, so they are fetched again once there is room (not skipped).
+            for tp, records in (await consumer.getmany(timeout_ms=10)).items():
+                if records:
+                    consumer.seek(tp, records[0].offset)
             return
         if consumer.paused():
             consumer.resume(*consumer.paused())

@@ -159,16 +159,18 @@ class LearnerCore:
         when they fit its network.  Returns what it did, for the log."""
         if published < self.version:
             return "nothing newer published"
-        took = ""
-        if snapshot is not None and snapshot.version > self.version:
-            if snapshot.schema == self.schema and snapshot.model_config == self.model.config:
-                self.model.load_state_dict(snapshot_tensors(snapshot.message.weights), strict=True)
-                took = f" with the weights of version {snapshot.version}"
-            else:
-                took = f" (version {snapshot.version} is another network: its weights are not taken)"
-        before = self.version
-        self.algorithm.version = published
-        return f"continuing after version {published} (was {before}){took}"
+        before, took = self.version, False
+        fits = snapshot is not None and snapshot.schema == self.schema and snapshot.model_config == self.model.config
+        if snapshot is not None and fits and snapshot.version > self.version:
+            self.model.load_state_dict(snapshot_tensors(snapshot.message.weights), strict=True)
+            took = True
+        # The start snapshot goes out at the current version: version `published` again only with exactly
+        # its weights, otherwise the next number (one version number, one set of weights, as compaction keeps
+        # the last record per key).
+        same = took and snapshot is not None and snapshot.version == published
+        self.algorithm.version = published if same else published + 1
+        weights = f"the weights of version {snapshot.version}" if took and snapshot is not None else "its own weights"
+        return f"continuing at version {self.version} (was {before}) with {weights}"
 
     # ------------------------------------------------------------ records at start and end
 

@@ -127,7 +127,13 @@ class LearnerService:
         def found() -> bool:
             return versions.version >= 0
 
-        await read_tail_first(self.settings, self.topics.policy, offer, found, "tamiyo-learner-start")
+        if not await read_tail_first(self.settings, self.topics.policy, offer, found, "tamiyo-learner-start"):
+            # Missing (nothing published yet: go on) or read only in part (the newest may be unseen: a
+            # version handed out again would be ignored by every subscriber, so do not guess).
+            from tamiyo.bus.admin import list_topics
+
+            if self.topics.policy in await list_topics(self.settings):
+                raise TimeoutError(f"could not read {self.topics.policy} to its end")
         if versions.version >= 0:
             log.info("policy topic: %s", core.continue_after(versions.version, verified.newest))
 

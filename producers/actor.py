@@ -124,7 +124,10 @@ class Actor:
         try:
             # Bounded: a replay that stays away for 30 s gets one more collect (the outbox bounds the rest).
             await asyncio.wait_for(self.backlog.wait_below(cfg.max_backlog, stop, not_sent=not_sent), timeout=30.0)
-        except (KafkaError, OSError, TimeoutError) as err:
+        except TimeoutError:
+            log.warning("back-pressure: %s still more than %d behind after 30 s; collecting anyway",
+                        cfg.backlog_group, cfg.max_backlog)  # fmt: skip
+        except (KafkaError, OSError) as err:
             log.warning("back-pressure: could not read the lag of %s (%r); collecting anyway", cfg.backlog_group, err)
         self.core.stats.backpressure_wait_s += time.monotonic() - t0
 

@@ -93,6 +93,8 @@ class ReplayCore:
                     config.capacity, alpha=config.alpha, max_bytes=config.max_bytes, seed=config.seed
                 )
         else:
+            if config.capacity < config.batch_size:  # no batch could ever be taken: everything would stall
+                raise ValueError(f"fifo capacity {config.capacity} cannot hold a batch of {config.batch_size}")
             self.store = OnPolicyFifo(config.capacity, config.max_policy_lag, max_bytes=config.max_bytes)
         self.schema = env_schema(config.env) if config.env else None
         self.policy_version = 0

@@ -197,11 +197,14 @@ def test_a_restarted_learner_continues_after_the_published_versions_with_their_w
     outcome = fresh.handle(_batch(_unrolls(1, seed=9)[0], batch_id=5))
     assert [s.version for s in _payloads(outcome.records, fresh.topics.policy)] == [3]
 
-    # Another network (other width): the version continues, the weights are not taken.
+    # Another network (other width): its own weights, so the next number (version 2 keeps one set of weights).
     other = LearnerCore(LearnerConfig(algo="impala", env=ENV, run_id="core", model=ModelConfig(hidden=8)), TOPICS, KEY)
-    assert "another network" in other.continue_after(2, published) and other.version == 2
+    assert "its own weights" in other.continue_after(2, published) and other.version == 3
     # Nothing newer than what the learner has (it resumed from a checkpoint at least as new): no change.
     assert first.continue_after(1, None) == "nothing newer published" and first.version == 2
-    # A higher version number seen without a verifiable snapshot (e.g. unsigned): only the number moves on.
+    # A higher version number seen without a verifiable snapshot (e.g. unsigned): after it, own weights.
     fresh.continue_after(10, None)
-    assert fresh.version == 10
+    assert fresh.version == 11
+    # Only an older verified snapshot than the newest number: its weights, but not the newest number.
+    late = _core(tmp_path / "c")
+    assert "weights of version 2" in late.continue_after(5, published) and late.version == 6

@@ -230,6 +230,11 @@ def test_fifo_room_is_what_fits_without_evicting_undelivered_items():
     assert core.store.stats()["dropped_overflow_total"] == 0
 
 
+def test_a_fifo_that_cannot_hold_a_batch_is_refused():
+    with pytest.raises(ValueError, match="cannot hold a batch"):
+        ReplayCore(ReplayConfig(mode="fifo", capacity=16, batch_size=32))
+
+
 def test_telemetry_reports_the_store_and_dead_letters_by_reason():
     core = ReplayCore(ReplayConfig(batch_size=4, replay_id="r9", run_id="run"))
     core.ingest(_records(_trajectories(3)))
