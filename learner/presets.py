@@ -132,8 +132,9 @@ CARTPOLE = Preset(
 # greedy eval on the same 300 held-out tasks, paired with `heuristic`.  Before the throttle (the learner
 # trained on ~855k of them, ~4.8 min each), 5 of 5 seeds beat it: +0.053 [+0.042, +0.064], +0.044 [+0.033,
 # +0.055], +0.044 [+0.034, +0.055], +0.051 [+0.040, +0.062], +0.050 [+0.041, +0.060] (seeds 1-5).  With it
-# (the learner trains on all ~1.5M, ~8.5 min each on a shared machine), 3 of 3: +0.043 [+0.032, +0.055],
-# +0.050 [+0.039, +0.061], +0.056 [+0.046, +0.065] (seeds 1-3, bench/results/learning_over_kafka_host_sim.json).
+# (the learner trains on all ~1.5M, ~8.5 min each on a shared machine), 5 of 5: +0.043 [+0.032, +0.055],
+# +0.050 [+0.039, +0.061], +0.056 [+0.046, +0.065], +0.047 [+0.036, +0.059], +0.048 [+0.036, +0.059]
+# (seeds 1-5, bench/results/learning_over_kafka_host_sim.{json,png}).
 # Three times the frames made discovering seed management reliable where 500k frames were not (a CI run at
 # 500k had given +0.004 [-0.001, +0.009]).
 # gamma = 1: an episode is a fixed epoch budget whose return is exactly the accuracy gained minus
