@@ -84,13 +84,10 @@ async def read_tail_first(settings: KafkaSettings, topic: str, offer: Callable[[
                           found: Callable[[], bool], client_id: str, timeout_s: float = 60.0) -> bool:  # fmt: skip
     """Offer the last `TAIL_RECORDS` records of each partition, and the whole topic only if ``found()``
     is still False after them (a long run leaves thousands of not-yet-compacted records); each pass is
-    bounded by ``timeout_s``.  False if the topic does not exist or a pass ran out of time (what was
-    offered may then not be the newest)."""
-    try:
-        async with TopicPass(settings, topic, client_id) as reader:
-            complete = await reader.read(offer, last=TAIL_RECORDS, timeout_s=timeout_s)
-            if complete and not found() and reader.holds_more_than(TAIL_RECORDS):
-                complete = await reader.read(offer, timeout_s=timeout_s)
-    except TopicMissing:
-        return False
+    bounded by ``timeout_s``.  False if a pass ran out of time (what was offered may then not be the
+    newest); `TopicMissing` if the topic does not exist."""
+    async with TopicPass(settings, topic, client_id) as reader:
+        complete = await reader.read(offer, last=TAIL_RECORDS, timeout_s=timeout_s)
+        if complete and not found() and reader.holds_more_than(TAIL_RECORDS):
+            complete = await reader.read(offer, timeout_s=timeout_s)
     return complete

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tamiyo.bus.clients import KafkaSettings
-from tamiyo.bus.topic_pass import TopicPass, read_tail_first
+from tamiyo.bus.topic_pass import TopicMissing, TopicPass, read_tail_first
 
 if TYPE_CHECKING:  # tamiyo.policy imports torch: not at CLI start-up
     from tamiyo.policy.verification import SnapshotVerifier, VerifiedSnapshot
@@ -23,7 +23,10 @@ async def newest_verified_snapshot(settings: KafkaSettings, topic: str, verifier
     from tamiyo.policy.newest import NewestVerified
 
     chooser = NewestVerified(verifier)
-    await read_tail_first(settings, topic, chooser.offer, lambda: chooser.newest is not None, client_id, timeout_s)
+    try:
+        await read_tail_first(settings, topic, chooser.offer, lambda: chooser.newest is not None, client_id, timeout_s)
+    except TopicMissing:
+        return None
     return chooser.newest
 
 

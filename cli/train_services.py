@@ -108,6 +108,11 @@ class ServiceProcesses:
         self._started = time.monotonic()
 
     def spawn(self, name: str, cmd: list[str]) -> Child:
+        child = self._launch(name, cmd)
+        self.children.append(child)
+        return child
+
+    def _launch(self, name: str, cmd: list[str]) -> Child:
         log_path = self.logs_dir / f"{name}.log"
         env = None
         if self.torch_threads:
@@ -123,9 +128,7 @@ class ServiceProcesses:
                 start_new_session=True,  # Ctrl-C reaches only us; we stop the services in order
                 preexec_fn=set_parent_death_signal,
             )
-        child = Child(name, proc, log_path, list(cmd))
-        self.children.append(child)
-        return child
+        return Child(name, proc, log_path, list(cmd))
 
     def supervise(self) -> Child | None:
         """Restart every child that has exited and whose backoff has passed; returns the first child that
@@ -142,10 +145,9 @@ class ServiceProcesses:
                 log.warning("%s exited with code %s: %s", child.name, code, " | ".join(child.log_tail()))
             if now - child.exited_at < self.restart_backoff_s * 2**child.restarts:
                 continue
-            del self.children[i]
-            fresh = self.spawn(child.name, restart_command(child.name, child.cmd))
+            fresh = self._launch(child.name, restart_command(child.name, child.cmd))
             fresh.restarts = child.restarts + 1
-            self.children.insert(i, self.children.pop())  # keep the start order
+            self.children[i] = fresh  # in its place: the start order is kept
             self.restarts.append({"service": child.name, "exit_code": code, "restart": fresh.restarts,
                                   "at_s": round(now - self._started, 1)})  # fmt: skip
             log.warning("%s restarted (%d of %d)", child.name, fresh.restarts, self.max_restarts)

@@ -24,10 +24,11 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from tamiyo.bus.admin import list_topics
 from tamiyo.bus.clients import KafkaSettings, make_consumer, make_producer
 from tamiyo.bus.deadletter import DeadLetterSink
 from tamiyo.bus.observability import context_from_headers, context_from_traceparent, instruments, tracer
-from tamiyo.bus.topic_pass import read_tail_first
+from tamiyo.bus.topic_pass import TopicMissing, read_tail_first
 from tamiyo.contracts.records import OutgoingRecord
 from tamiyo.contracts.signing import policy_key
 from tamiyo.contracts.topics import Topics
@@ -127,13 +128,15 @@ class LearnerService:
         def found() -> bool:
             return versions.version >= 0
 
-        if not await read_tail_first(self.settings, self.topics.policy, offer, found, "tamiyo-learner-start"):
-            # Missing (nothing published yet: go on) or read only in part (the newest may be unseen: a
-            # version handed out again would be ignored by every subscriber, so do not guess).
-            from tamiyo.bus.admin import list_topics
-
-            if self.topics.policy in await list_topics(self.settings):
-                raise TimeoutError(f"could not read {self.topics.policy} to its end")
+        try:
+            complete = await read_tail_first(self.settings, self.topics.policy, offer, found, "tamiyo-learner-start")
+        except TopicMissing:
+            if self.topics.policy not in await list_topics(self.settings):
+                return  # nothing published yet
+            complete = False  # the topic is there but its metadata did not arrive in time
+        if not complete:
+            # The newest may be unseen: a version handed out again would be ignored by every subscriber.
+            raise TimeoutError(f"could not read {self.topics.policy} to its end")
         if versions.version >= 0:
             log.info("policy topic: %s", core.continue_after(versions.version, verified.newest))
 
