@@ -31,6 +31,29 @@ def test_records_waiting_against_a_per_partition_sum(parts):
     assert records_waiting(committed, begin, end) == want
 
 
+class _LandingDuringTheRead(GroupBacklog):
+    """A backlog whose lag read sees the end offsets from before four in-flight records landed, while
+    they land (leave the sender) during that read: the race an actor hit in CI."""
+
+    def __init__(self) -> None:
+        self.in_kafka, self.in_flight, self.reads = 0, 4, 0
+
+    async def waiting(self) -> int:
+        self.reads += 1
+        end_before = self.in_kafka
+        self.in_kafka, self.in_flight = self.in_kafka + self.in_flight, 0
+        return end_before
+
+
+async def test_wait_below_never_misses_records_that_land_between_its_two_reads():
+    backlog, stop = _LandingDuringTheRead(), asyncio.Event()
+    waited = asyncio.create_task(backlog.wait_below(3, stop, poll_s=0.01, not_sent=lambda: backlog.in_flight))
+    await asyncio.sleep(0.1)
+    assert not waited.done() and backlog.reads > 1  # 4 records wait, whichever read saw them
+    stop.set()
+    await waited
+
+
 @pytest.mark.broker
 async def test_group_backlog_follows_produced_and_committed_offsets(kafka_settings, run_name):
     topics = Topics.for_run(run_name)
