@@ -93,25 +93,26 @@ async def _actor_run(controller: str, args: argparse.Namespace, bootstrap: str, 
     from tamiyo.bus.admin import ensure_topics
     from tamiyo.bus.clients import KafkaSettings, make_consumer, make_producer
     from tamiyo.contracts.codec import EnvelopeEncoder
-    from tamiyo.contracts.signing import policy_key
+    from tamiyo.contracts.signing import PolicySigner
     from tamiyo.contracts.topics import Topics
     from tamiyo.policy.model import TamiyoGNN
     from tamiyo.policy.signing import signed_snapshot
     from tamiyo.producers.actor import Actor, ActorConfig
 
     settings, topics = KafkaSettings(bootstrap), Topics.for_run(run)
+    signer = PolicySigner.generate()  # this measurement's own key: the actor trusts its public half
     await ensure_topics(settings, topics)
     if controller == "policy":  # the learned-policy path: a signed snapshot of a fresh network
         torch.manual_seed(0)
         model = TamiyoGNN(make_env("host-sim").schema)
         producer = make_producer(settings)
         await producer.start()
-        snap = signed_snapshot(model, version=1, policy_id="tamiyo", key=policy_key())
+        snap = signed_snapshot(model, version=1, policy_id="tamiyo", signer=signer)
         await producer.send_and_wait(topics.policy, EnvelopeEncoder("bench").encode(snap), key=b"tamiyo")
         await producer.stop()
     config = ActorConfig(env="host-sim", num_envs=args.actor_envs, unroll_length=20, controller=controller,
                          max_seconds=args.actor_seconds, telemetry_every_s=3600)  # fmt: skip
-    actor = Actor(config, settings, topics)
+    actor = Actor(config, settings, topics, signer.trusted())
     start = time.perf_counter()
     stats = await actor.run()
     wall = time.perf_counter() - start

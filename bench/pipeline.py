@@ -39,6 +39,7 @@ from tamiyo.contracts.codec import EnvelopeEncoder, encode_payload_bytes
 from tamiyo.contracts.env_schemas import env_schema
 from tamiyo.contracts.packing import unroll_to_proto
 from tamiyo.contracts.proto import leyline_pb2 as pb
+from tamiyo.contracts.signing import PolicySigner
 from tamiyo.contracts.topics import Topics
 from tamiyo.learner.core import LearnerConfig, LearnerCore
 from tamiyo.learner.impala import ImpalaLearner
@@ -51,7 +52,7 @@ from tamiyo.producers.envs import make_vec_env
 from tamiyo.producers.vec_rollout import VecRolloutCollector
 from tamiyo.runtime import tune_allocator
 
-KEY = b"bench-pipeline-key-0123456789abc"
+SIGNER = PolicySigner.generate()  # in-process only: the actor trusts the learner's fresh key
 # Measured on this 2-core machine with the code of commit 4096b06 (the landed main after the architecture
 # issue, before any throughput work; the old modules imported from a worktree), one torch thread:
 # `tamiyo train --preset host-sim --frames 200000` (2 actors x 16 envs, batches of 16), and the actor's and
@@ -78,7 +79,7 @@ def actor_only(preset: Preset, seconds: float, device: str) -> dict[str, float]:
     config = ActorConfig(
         env="host-sim", num_envs=shape.envs_per_actor, unroll_length=shape.unroll_length, device=device
     )
-    core = ActorCore(config, signing_key=KEY)
+    core = ActorCore(config, SIGNER.trusted())
     assert hasattr(core.policy, "swap")
     torch.manual_seed(0)
     core.policy.swap(TamiyoGNN(core.schema, preset.model), version=1)
@@ -144,7 +145,7 @@ def learner_only(preset: Preset, seconds: float, device: str) -> dict[str, float
     shape = preset.pipeline["impala"]
     values = _batches(preset, 8)
     config = LearnerConfig(algo="impala", env="host-sim", model=preset.model, impala=preset.impala, device=device)
-    core = LearnerCore(config, Topics.for_run("bench"), KEY)
+    core = LearnerCore(config, Topics.for_run("bench"), SIGNER)
     core.handle(values[0])
     index = [0]
 

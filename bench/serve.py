@@ -217,14 +217,18 @@ def _stop(proc: subprocess.Popen) -> str:
     return out or ""
 
 
+SERVE = [sys.executable, "-m", "tamiyo.cli.main", "serve", "--run", "bench"]
+
+
 async def _e2e(args: argparse.Namespace, model: TamiyoGNN, bootstrap: str, workdir: Path) -> dict[str, object]:
     from tamiyo.bus.admin import ensure_topics
     from tamiyo.bus.clients import KafkaSettings, make_producer
-    from tamiyo.contracts.signing import policy_key
+    from tamiyo.contracts.key_files import write_keypair
     from tamiyo.contracts.topics import Topics
     from tamiyo.policy.signing import signed_snapshot
 
     settings = KafkaSettings(bootstrap=bootstrap)
+    _, public_key, signer = write_keypair(workdir / "keys", overwrite=True)  # serving gets the public key only
     packets, _ = make_packets(args.e2e + 20, seed=1)
 
     # Baseline: the same round trips answered by a bare Kafka echo (no decode, no GNN): the bus's share.
@@ -248,7 +252,7 @@ async def _e2e(args: argparse.Namespace, model: TamiyoGNN, bootstrap: str, workd
     producer = make_producer(settings)
     await producer.start()
     try:
-        snap = signed_snapshot(model, version=1, policy_id="tamiyo-serving", key=policy_key())
+        snap = signed_snapshot(model, version=1, policy_id="tamiyo-serving", signer=signer)
         await producer.send_and_wait(
             topics.policy, EnvelopeEncoder("bench/promote").encode(snap), key=b"tamiyo-serving"
         )
@@ -257,7 +261,7 @@ async def _e2e(args: argparse.Namespace, model: TamiyoGNN, bootstrap: str, workd
     serve_log = workdir / "serve.log"
     with open(serve_log, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tamiyo.cli.main", "serve", "--run", "bench", "--bootstrap", bootstrap],
+            [*SERVE, "--bootstrap", bootstrap, "--trusted-keys", str(public_key)],
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,

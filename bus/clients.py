@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import ssl
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -52,6 +54,21 @@ class KafkaSettings:
     def with_client_id(self, client_id: str) -> KafkaSettings:
         return KafkaSettings(**{**self.__dict__, "client_id": client_id})
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as the ``TAMIYO_KAFKA_*`` variables `add_kafka_arguments` reads: how `tamiyo train`
+        hands a cluster (credentials included) to its child services without putting secrets on a command line."""
+        values = {
+            "BOOTSTRAP": self.bootstrap,
+            "SECURITY_PROTOCOL": self.security_protocol,
+            "SASL_MECHANISM": self.sasl_mechanism,
+            "SASL_USERNAME": self.sasl_username,
+            "SASL_PASSWORD": self.sasl_password,
+            "SSL_CAFILE": self.ssl_cafile,
+            "SSL_CERTFILE": self.ssl_certfile,
+            "SSL_KEYFILE": self.ssl_keyfile,
+        }
+        return {f"TAMIYO_KAFKA_{k}": v for k, v in values.items() if v is not None}
+
 
 def add_kafka_arguments(parser: argparse.ArgumentParser, bootstrap_required: bool = False) -> None:
     """The connection flags every service shares."""
@@ -78,22 +95,44 @@ def add_kafka_arguments(parser: argparse.ArgumentParser, bootstrap_required: boo
     g.add_argument("--ssl-cafile", default=env("TAMIYO_KAFKA_SSL_CAFILE"))
     g.add_argument("--ssl-certfile", default=env("TAMIYO_KAFKA_SSL_CERTFILE"))
     g.add_argument("--ssl-keyfile", default=env("TAMIYO_KAFKA_SSL_KEYFILE"))
+    g.add_argument(
+        "--kafka-credentials",
+        default=env("TAMIYO_KAFKA_CREDENTIALS"),
+        metavar="FILE",
+        help="a role's credentials file of `tamiyo broker up --secure` (protocol, SCRAM user and password, CA); "
+        "explicit flags win (env TAMIYO_KAFKA_CREDENTIALS)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace, bootstrap: str | None = None) -> KafkaSettings:
     boot = bootstrap or args.bootstrap
     if not boot:
         raise SystemExit("error: no Kafka cluster given: pass --bootstrap or set TAMIYO_KAFKA_BOOTSTRAP")
+    given = credentials_file(args.kafka_credentials) if getattr(args, "kafka_credentials", None) else {}
+    protocol = args.security_protocol
+    if protocol == "PLAINTEXT" and "security_protocol" in given:  # PLAINTEXT is the flag's default
+        protocol = given["security_protocol"]
     return KafkaSettings(
         bootstrap=boot,
-        security_protocol=args.security_protocol,
-        sasl_mechanism=args.sasl_mechanism,
-        sasl_username=args.sasl_username,
-        sasl_password=args.sasl_password,
-        ssl_cafile=args.ssl_cafile,
+        security_protocol=protocol,
+        sasl_mechanism=args.sasl_mechanism or given.get("sasl_mechanism"),
+        sasl_username=args.sasl_username or given.get("username"),
+        sasl_password=args.sasl_password or given.get("password"),
+        ssl_cafile=args.ssl_cafile or given.get("ssl_cafile"),
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
     )
+
+
+def credentials_file(path: str) -> dict[str, str]:
+    """The settings in a credentials file (JSON, string values); a one-line error if it is unusable."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"error: cannot read Kafka credentials {path}: {err}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise SystemExit(f"error: {path} is not a Kafka credentials file (a JSON object of strings)")
+    return data
 
 
 def make_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:

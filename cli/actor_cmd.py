@@ -7,6 +7,7 @@ import json
 
 from tamiyo.bus.clients import add_kafka_arguments, settings_from_args
 from tamiyo.cli.common import add_run_arguments, run_until_signalled, setup_logging, topics_from_args
+from tamiyo.cli.keys import add_trust_arguments, trusted_from_args
 from tamiyo.producers.actor_config import OVERFLOW_POLICIES, ActorConfig
 
 
@@ -40,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_run_arguments(p)
     add_kafka_arguments(p, bootstrap_required=True)
+    add_trust_arguments(p)
     p.set_defaults(handler=_handle)
 
 
@@ -47,6 +49,7 @@ def _handle(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     if (args.backlog_group is None) != (args.max_backlog is None):
         raise SystemExit("error: --backlog-group and --max-backlog go together")
+    trusted = trusted_from_args(args) if args.controller == "policy" else None  # baselines verify nothing
     config = ActorConfig(
         env=args.env,
         num_envs=args.num_envs,
@@ -68,7 +71,7 @@ def _handle(args: argparse.Namespace) -> int:
     )
     from tamiyo.producers.actor import Actor
 
-    actor = Actor(config, settings_from_args(args), topics_from_args(args))
+    actor = Actor(config, settings_from_args(args), topics_from_args(args), trusted)
     stats = run_until_signalled(coro_factory=actor.run)
     print(
         json.dumps(

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from tamiyo.bus.broker import DEFAULT_DATA_DIR, BrokerError, LocalBroker, resolve_kafka
+from tamiyo.bus.broker import DEFAULT_DATA_DIR, DEFAULT_SECURE_DATA_DIR, BrokerError, LocalBroker, resolve_kafka
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +20,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("fetch", "resolve the Kafka jars from Maven Central into the cache (no broker started)"),
     ):
         q = bsub.add_parser(name, help=helptext)
-        q.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help=f"default {DEFAULT_DATA_DIR}")
+        q.add_argument(
+            "--data-dir",
+            type=Path,
+            default=None,
+            help=f"default {DEFAULT_DATA_DIR} ({DEFAULT_SECURE_DATA_DIR} with --secure)",
+        )
+        q.add_argument(
+            "--secure",
+            action="store_true",
+            help="SASL_SSL (TLS + SCRAM-SHA-512, a credential per service role) with ACLs; `up` prints the "
+            "CA and credential files as paths",
+        )
         if name == "up":
             q.add_argument("--port", type=int, default=None, help="client port (default 9092, or the last one used)")
             q.add_argument("--heap-mb", type=int, default=512)
@@ -34,9 +45,10 @@ def _handle(args: argparse.Namespace) -> int:
             lib, version = resolve_kafka(quiet=False)
             print(json.dumps({"kafka_version": version, "lib": str(lib)}))
             return 0
-        broker = LocalBroker(args.data_dir, heap_mb=getattr(args, "heap_mb", 512))
+        data_dir = args.data_dir or (DEFAULT_SECURE_DATA_DIR if args.secure else DEFAULT_DATA_DIR)
+        broker = LocalBroker(data_dir, heap_mb=getattr(args, "heap_mb", 512))
         if args.broker_command == "up":
-            print(broker.up(port=args.port, timeout_s=args.timeout).to_json())
+            print(broker.up(port=args.port, timeout_s=args.timeout, secure=args.secure).to_json())
         elif args.broker_command == "down":
             stopped = broker.down()
             print(json.dumps({"stopped": stopped, "data_dir": str(broker.data_dir)}))

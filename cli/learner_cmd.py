@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tamiyo.cli.common import PRESET_NAMES
+from tamiyo.cli.keys import add_signing_arguments
 
 if TYPE_CHECKING:  # the CLI starts without torch; these are imported where they are used
     from _typeshed import DataclassInstance
@@ -78,6 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_hyperparameter_arguments(p, list(PRESET_NAMES))
     add_run_arguments(p)
     add_kafka_arguments(p, bootstrap_required=True)
+    add_signing_arguments(p)
     p.set_defaults(handler=_handle)
 
 
@@ -215,9 +217,13 @@ def config_from_args(args: argparse.Namespace) -> LearnerConfig:
 def _handle(args: argparse.Namespace) -> int:
     from tamiyo.bus.clients import settings_from_args
     from tamiyo.cli.common import run_until_signalled, setup_logging, topics_from_args
-    from tamiyo.learner.service import LearnerService
+    from tamiyo.cli.keys import signer_from_args, trusted_from_args
 
     setup_logging(args.verbose)
+    signer = signer_from_args(args)  # before torch is imported: a missing key is one line, at once
+    trusted = trusted_from_args(args, signer)
+    from tamiyo.learner.service import LearnerService
+
     settings, topics = settings_from_args(args), topics_from_args(args)
     if args.from_recording:
         import asyncio
@@ -228,6 +234,6 @@ def _handle(args: argparse.Namespace) -> int:
         asyncio.run(ensure_topics(settings, topics))
         replayed = asyncio.run(replay_file(settings, args.from_recording, topics.batches))
         print(json.dumps({"replayed": replayed}), flush=True)
-    service = LearnerService(config_from_args(args), settings, topics)
+    service = LearnerService(config_from_args(args), settings, topics, signer, trusted)
     print(json.dumps(run_until_signalled(coro_factory=service.run)))
     return 0

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 
+from tamiyo.cli.keys import KeyConfigError
 from tamiyo.runtime import tune_allocator
 
 # name -> module in tamiyo.cli that defines `register(subparsers)`; each module
@@ -22,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "topic": "topic_cmd",
     "serve": "serve_cmd",
     "promote": "promote_cmd",
+    "keys": "keys_cmd",
 }
 
 
@@ -50,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         setup_observability(args.command)
     try:
         return int(args.handler(args) or 0)
+    except KeyConfigError as err:  # a missing or unusable key: one line, before anything started
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -4,7 +4,8 @@ Each candidate is evaluated exactly like `tamiyo eval` (greedy, held-out
 tasks, the same task seeds for every candidate); the objectives are mean
 return (max), worst-decile return (max) and parameters added (min); the
 choice is made by `tamiyo.learner.pareto.select`.  The chosen snapshot's
-weights and config are published unchanged, signed (TAMIYO_POLICY_KEY), to
+weights and config are published unchanged, signed with the Ed25519 key of
+``--signing-key`` / ``TAMIYO_POLICY_SIGNING_KEY``, to
 the run's compacted `policy` topic under ``--policy-id`` (default
 ``tamiyo-serving``, which `tamiyo serve` follows) with a version newer than
 any already there.  Without ``--bootstrap`` (or with ``--dry-run``) it only
@@ -20,6 +21,8 @@ from pathlib import Path
 
 from tamiyo.bus.clients import KafkaSettings, add_kafka_arguments, settings_from_args
 from tamiyo.cli.common import add_run_arguments, setup_logging, topics_from_args
+from tamiyo.cli.keys import add_signing_arguments, signer_from_args
+from tamiyo.contracts.signing import PolicySigner
 
 DEFAULT_POLICY_ID = "tamiyo-serving"
 
@@ -53,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="evaluate and choose; publish nothing")
     add_run_arguments(p)
     add_kafka_arguments(p)
+    add_signing_arguments(p)
     p.set_defaults(handler=_handle)
 
 
@@ -122,13 +126,14 @@ async def _newest_version(settings: KafkaSettings, topic: str, policy_id: str) -
         raise SystemExit(f"tamiyo promote: error: {err}") from None
 
 
-async def publish(settings: KafkaSettings, topic: str, policy_id: str, path: Path, version: int | None) -> dict:
+async def publish(
+    settings: KafkaSettings, topic: str, policy_id: str, path: Path, version: int | None, signer: PolicySigner
+) -> dict:
     """Sign and publish ``path`` under ``policy_id`` with a version newer than any on ``topic``."""
     from tamiyo.bus.clients import make_producer
     from tamiyo.contracts.codec import EnvelopeEncoder
-    from tamiyo.contracts.signing import key_id, policy_key, sign_snapshot
+    from tamiyo.contracts.signing import sign_snapshot
 
-    key = policy_key()
     newest = await _newest_version(settings, topic, policy_id)
     if version is None:
         version = max(newest, 0) + 1
@@ -141,7 +146,7 @@ async def publish(settings: KafkaSettings, topic: str, policy_id: str, path: Pat
         version=version,
         weights=path.read_bytes(),
         config_json=config_json,
-        key=key,
+        signer=signer,
         algo="pareto-promote",
         learner_step=source_version,
     )
@@ -158,7 +163,7 @@ async def publish(settings: KafkaSettings, topic: str, policy_id: str, path: Pat
         "version": version,
         "offset": meta.offset,
         "sha256": snap.sha256.hex(),
-        "key_id": key_id(key),
+        "key_id": signer.key_id,
     }
 
 
@@ -166,6 +171,8 @@ def _handle(args: argparse.Namespace) -> int:
     import asyncio
 
     setup_logging(args.verbose)
+    publishing = bool(args.bootstrap) and not args.dry_run
+    signer = signer_from_args(args) if publishing else None  # before the evaluation: fail fast without a key
     paths = [_weights_path(c) for c in args.candidates]
     evaluated = evaluate_candidates(paths, args.env, args.tasks, args.seed, args.split)
     report = {
@@ -175,12 +182,11 @@ def _handle(args: argparse.Namespace) -> int:
         "split": args.split,
         **choose(evaluated, args.weights),
     }
-    if args.bootstrap and not args.dry_run:
+    if signer is not None:
         topics = topics_from_args(args)
+        chosen = paths[report["chosen_index"]]
         report["published"] = asyncio.run(
-            publish(
-                settings_from_args(args), topics.policy, args.policy_id, paths[report["chosen_index"]], args.version
-            )
+            publish(settings_from_args(args), topics.policy, args.policy_id, chosen, args.version, signer)
         )
     else:
         report["published"] = None

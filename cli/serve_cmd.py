@@ -7,6 +7,7 @@ import json
 
 from tamiyo.bus.clients import add_kafka_arguments, settings_from_args
 from tamiyo.cli.common import add_run_arguments, run_until_signalled, setup_logging, topics_from_args
+from tamiyo.cli.keys import add_trust_arguments, trusted_from_args
 
 DEFAULT_POLICY_ID = "tamiyo-serving"  # what `tamiyo promote` publishes (kept in step with consumers/serving.py)
 
@@ -31,13 +32,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--health-file", default=None, help="touched every poll (liveness probe for containers)")
     add_run_arguments(p)
     add_kafka_arguments(p, bootstrap_required=True)
+    add_trust_arguments(p)
     p.set_defaults(handler=_handle)
 
 
 def _handle(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    trusted = trusted_from_args(args)  # before torch is imported: a missing key is one line, at once
     from tamiyo.consumers.serving import ServeConfig, ServeService
 
-    setup_logging(args.verbose)
     config = ServeConfig(
         env=args.env,
         policy_id=args.policy_id,
@@ -53,7 +56,7 @@ def _handle(args: argparse.Namespace) -> int:
         max_decisions=args.max_decisions,
         health_file=args.health_file,
     )
-    service = ServeService(config, settings_from_args(args), topics_from_args(args))
+    service = ServeService(config, settings_from_args(args), topics_from_args(args), trusted)
     stats = run_until_signalled(coro_factory=service.run)
     summary = {"serve_id": config.serve_id, **service.telemetry_metrics()}
     summary["dead_letter_reasons"] = service.dead_letter_reasons

@@ -19,6 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--partitions", type=int, default=1)
     c.add_argument("--trajectory-partitions", type=int, default=None)
     c.add_argument("--replication-factor", type=int, default=1)
+    c.add_argument(
+        "--grant-acls",
+        action="store_true",
+        help="also grant each service role (actor, replay, learner, serve) least-privilege ACLs on these topics "
+        "(a broker with an authorizer; as an admin principal)",
+    )
     add_kafka_arguments(c, bootstrap_required=True)
     c.set_defaults(handler=_create)
     ls = tsub.add_parser("list", help="list topics on the cluster")
@@ -27,16 +33,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _create(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
     created = asyncio.run(
         ensure_topics(
-            settings_from_args(args),
+            settings,
             Topics.for_run(args.run),
             partitions=args.partitions,
             trajectory_partitions=args.trajectory_partitions,
             replication_factor=args.replication_factor,
         )
     )
-    print(json.dumps(created))
+    if args.grant_acls:
+        from tamiyo.bus.acls import grant_run_acls
+
+        granted = asyncio.run(grant_run_acls(settings, args.run))
+        print(json.dumps({"created": created, "acls_granted": len(granted)}))
+    else:
+        print(json.dumps(created))
     return 0
 
 

@@ -71,8 +71,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-episodes", type=int, default=d.eval_episodes, help="gym envs: greedy episodes (0: none)")
     p.add_argument("--data-dir", default=d.data_dir, help="local broker data dir")
     p.add_argument("--keep-broker", action="store_true", help="leave a broker this run started running")
+    p.add_argument(
+        "--secure",
+        action="store_true",
+        help="on the local secure broker (TLS, SCRAM per service role, ACLs; data dir .tamiyo/secure-broker)",
+    )
     add_hyperparameter_arguments(p, list(PRESET_NAMES))
     add_kafka_arguments(p)
+    keys = p.add_argument_group("policy keys (default: a fresh keypair in runs/<id>/keys/)")
+    keys.add_argument(
+        "--signing-key", default=None, help="the learner's Ed25519 private key (env TAMIYO_POLICY_SIGNING_KEY)"
+    )
+    keys.add_argument(
+        "--trusted-keys",
+        default=None,
+        help="more public keys the actors trust, comma-separated (env TAMIYO_POLICY_TRUSTED_KEYS)",
+    )
     p.set_defaults(handler=_handle)
 
 
@@ -119,6 +133,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         eval_episodes=args.eval_episodes,
         data_dir=args.data_dir,
         keep_broker=args.keep_broker,
+        secure=args.secure,
         preset=args.preset,
         learner_args=learner_args,
         replay_args=replay_args,
@@ -127,6 +142,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         stop_at_target=args.stop_at_target,
         torch_threads=args.torch_threads,
         max_restarts=args.max_restarts,
+        signing_key=args.signing_key,
+        trusted_keys=args.trusted_keys,
     )
 
 
@@ -141,6 +158,10 @@ def _handle(args: argparse.Namespace) -> int:
         args.minutes = DEFAULT_MINUTES
     if args.stop_at_target and args.target_return is None:
         print("tamiyo train: error: --stop-at-target needs --target-return", file=sys.stderr)
+        return 2
+    if args.secure and args.bootstrap:
+        print("tamiyo train: error: --secure runs on the local secure broker; for another cluster pass its "
+              "security flags (--security-protocol, --kafka-credentials, ...)", file=sys.stderr)  # fmt: skip
         return 2
     config = config_from_args(args)
     settings = settings_from_args(args) if args.bootstrap else None

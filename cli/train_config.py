@@ -31,6 +31,7 @@ class TrainConfig:
     eval_episodes: int = 20  # gym envs: greedy episodes for the final evaluation (0: none)
     data_dir: str = str(DEFAULT_DATA_DIR)
     keep_broker: bool = False
+    secure: bool = False  # the local broker with TLS, SCRAM per service role and ACLs (bus/broker_security.py)
     max_policy_lag: int = 2
     max_backlog: int | None = None  # fifo: actor back-pressure on the replay's lag (bus/backlog.py); None: off
     replay_mode: str | None = None  # fifo | prioritized; None: fifo for PPO, prioritized for IMPALA
@@ -44,4 +45,8 @@ class TrainConfig:
     return_window: int = 20
     stop_at_target: bool = False
     max_restarts: int = 3  # per service: a child that exits is started again (backoff 1, 2, 4 s), then the run ends
+    # Policy keys (cli/run_keys.py): the learner's private key and extra public keys the readers trust;
+    # None: a fresh keypair in runs/<id>/keys/.  Paths only: config.json never holds a secret.
+    signing_key: str | None = None
+    trusted_keys: str | None = None
     torch_threads: int | None = None  # OMP/torch threads per service process (None: torch's default)

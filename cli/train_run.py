@@ -26,15 +26,25 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
+from tamiyo.bus.acls import grant_run_acls
 from tamiyo.bus.admin import ensure_topics, topic_has_records
-from tamiyo.bus.broker import LocalBroker, free_port, port_is_free
+from tamiyo.bus.broker import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_SECURE_DATA_DIR,
+    BrokerError,
+    BrokerInfo,
+    LocalBroker,
+    free_port,
+    port_is_free,
+)
 from tamiyo.bus.clients import KafkaSettings
 from tamiyo.cli.policy_topic import newest_verified_snapshot
+from tamiyo.cli.run_keys import RunKeys, run_keys
 from tamiyo.cli.run_monitor import RunMonitor, RunProgress
 from tamiyo.cli.train_config import TrainConfig
 from tamiyo.cli.train_report import evaluate_policy, write_policy, write_returns, write_run_report
 from tamiyo.cli.train_returns import EpisodeReturns, ReturnTracker
-from tamiyo.cli.train_services import ServiceProcesses, service_commands
+from tamiyo.cli.train_services import ServiceProcesses, service_commands, service_role
 from tamiyo.contracts.topics import Topics
 
 if TYPE_CHECKING:  # tamiyo.policy imports torch: only needed once the services have stopped
@@ -82,16 +92,28 @@ class TrainRun:
         self.settings_template = settings_template
         self.settings: KafkaSettings | None = settings_template  # without a template: set by `_connect`
         self.broker: LocalBroker | None = None  # the local broker this run started (not a given or running one)
+        self.local: BrokerInfo | None = None  # the local broker the run uses (started by it or not)
         self.topics = Topics.for_run(config.run_id)
         self.services = ServiceProcesses(self.logs_dir, config.torch_threads, max_restarts=config.max_restarts)
         self.returns: EpisodeReturns | None = None  # the learning proof, with --target-return
         if config.target_return is not None:
             self.returns = EpisodeReturns(config.return_window, config.target_return, config.envs_per_actor)
         self.stop_reason = "not started"
+        self.keys: RunKeys | None = None  # set by `run`, before anything starts
 
     def service_commands(self) -> dict[str, list[str]]:
         assert self.settings is not None, "no cluster yet"
         return service_commands(self.config, self.out_dir, self.settings.bootstrap)
+
+    def service_env(self, name: str) -> dict[str, str]:
+        """What ``name`` is given in its environment: the cluster's settings (credentials never on a command
+        line) and its keys: the private key for the learner, public keys for the others."""
+        assert self.settings is not None and self.keys is not None
+        keys = self.keys.learner_env() if name == "learner" else self.keys.reader_env()
+        # On the local broker each service connects as its own role (least privilege); on a given
+        # cluster every service uses the settings `tamiyo train` was given.
+        settings = self.local.settings(service_role(name)) if self.local is not None else self.settings
+        return settings.to_env() | keys
 
     # ------------------------------------------------------------ the run
 
@@ -100,6 +122,8 @@ class TrainRun:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(exist_ok=True)
         (self.out_dir / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
+        self.keys = run_keys(self.config.signing_key, self.config.trusted_keys, self.out_dir / "keys")
+        print(f"policy signing key {self.keys.key_id}: {self.keys.signing_key}", flush=True)
         started = time.monotonic()
         with StopSignals() as signals:
             try:
@@ -131,15 +155,23 @@ class TrainRun:
         on the port it last used if that is free, else on 9092 if free, else on any free port."""
         if self.settings_template is not None:
             return self.settings_template
-        broker = LocalBroker(self.config.data_dir)
+        secure = self.config.secure
+        data_dir = self.config.data_dir
+        if secure and Path(data_dir) == DEFAULT_DATA_DIR:
+            data_dir = str(DEFAULT_SECURE_DATA_DIR)
+        broker = LocalBroker(data_dir)
         running = broker.running_info()
-        if running is not None:
-            return KafkaSettings(running.bootstrap)  # someone else's: leave it running
+        if running is not None:  # someone else's: leave it running
+            if (running.security_protocol != "PLAINTEXT") != secure:
+                mode = "plaintext" if secure else "secure"
+                raise BrokerError(f"the broker on {data_dir} is running {mode}; stop it or use another --data-dir")
+            self.local = running
+            return running.settings("admin")
         port = next((p for p in (broker.last_port(), 9092) if p is not None and port_is_free(p)), None)
-        info = broker.up(port=port if port is not None else free_port())
-        self.broker = broker
+        info = broker.up(port=port if port is not None else free_port(), secure=secure)
+        self.broker, self.local = broker, info
         print(f"local Kafka broker: {info.to_json()}", flush=True)
-        return KafkaSettings(info.bootstrap)
+        return info.settings("admin")  # the orchestrator: topics, ACLs, progress, the final policy
 
     def _broker_pid(self) -> int:
         info = self.broker.running_info() if self.broker is not None else None
@@ -156,8 +188,10 @@ class TrainRun:
                 f"({self.topics.telemetry}): choose another --run-id"
             )
         await ensure_topics(self.settings, self.topics)
+        if self.local is not None and self.local.security_protocol != "PLAINTEXT":
+            await grant_run_acls(self.settings, self.config.run_id)
         for name, cmd in self.service_commands().items():
-            self.services.spawn(name, cmd)
+            self.services.spawn(name, cmd, self.service_env(name))
         self._write_pids()
         progress = await self._monitor(signals)  # stops the services before it returns
         summary = self._summary(progress, time.monotonic() - started)
@@ -239,6 +273,7 @@ class TrainRun:
         assert self.settings is not None
         summary: dict[str, Any] = {
             "bootstrap": self.settings.bootstrap,
+            "security_protocol": self.settings.security_protocol,
             "broker_started": self.broker is not None,
             "stop_reason": self.stop_reason,
             "updates": progress.updates,
@@ -257,10 +292,9 @@ class TrainRun:
     async def _final_policy(self) -> VerifiedSnapshot | None:
         """The newest snapshot the run's learner published, verified as every reader of the policy topic does."""
         from tamiyo.contracts.env_schemas import env_schema
-        from tamiyo.contracts.signing import policy_key
         from tamiyo.learner.core import LearnerConfig  # `tamiyo train` leaves the learner's --policy-id as it is
         from tamiyo.policy.verification import SnapshotVerifier
 
-        assert self.settings is not None
-        verifier = SnapshotVerifier(policy_key(), LearnerConfig.policy_id, env_schema(self.config.env))
+        assert self.settings is not None and self.keys is not None
+        verifier = SnapshotVerifier(self.keys.trusted_keys(), LearnerConfig.policy_id, env_schema(self.config.env))
         return await newest_verified_snapshot(self.settings, self.topics.policy, verifier, "tamiyo-train-policy")

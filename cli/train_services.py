@@ -19,6 +19,12 @@ from tamiyo.bus.processes import set_parent_death_signal, terminate
 from tamiyo.cli.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
+# Variables that carry a secret or a service's identity: never inherited from `tamiyo train`'s own
+# environment, only set per child (`ServiceProcesses.spawn`).
+PRIVATE_ENV = frozenset({
+    "TAMIYO_POLICY_SIGNING_KEY", "TAMIYO_POLICY_TRUSTED_KEYS",
+    "TAMIYO_KAFKA_SASL_USERNAME", "TAMIYO_KAFKA_SASL_PASSWORD", "TAMIYO_KAFKA_SSL_CERTFILE", "TAMIYO_KAFKA_SSL_KEYFILE",
+})  # fmt: skip
 
 
 def service_commands(config: TrainConfig, out_dir: Path, bootstrap: str) -> dict[str, list[str]]:
@@ -58,12 +64,18 @@ def service_commands(config: TrainConfig, out_dir: Path, bootstrap: str) -> dict
     return commands
 
 
+def service_role(name: str) -> str:
+    """The role (credentials, ACLs) service ``name`` of a run connects as: actor-3 -> actor."""
+    return "actor" if name.startswith("actor-") else name
+
+
 @dataclass
 class Child:
     name: str
     proc: subprocess.Popen
     log_path: Path
     cmd: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # set for this service on top of the parent's (keys, Kafka)
     restarts: int = 0  # how many times this service was started again before this process
     exited_at: float | None = None  # when supervision first saw this process gone
 
@@ -107,17 +119,20 @@ class ServiceProcesses:
         self.restarts: list[dict[str, str | int | float]] = []  # one entry per restart, for the report
         self._started = time.monotonic()
 
-    def spawn(self, name: str, cmd: list[str]) -> Child:
-        child = self._launch(name, cmd)
+    def spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> Child:
+        """Start ``name``; ``env``: variables for it alone (a service's keys and credentials)."""
+        child = self._launch(name, cmd, env or {})
         self.children.append(child)
         return child
 
-    def _launch(self, name: str, cmd: list[str]) -> Child:
+    def _launch(self, name: str, cmd: list[str], own_env: dict[str, str]) -> Child:
         log_path = self.logs_dir / f"{name}.log"
-        env = None
+        # Keys and credentials reach a child only through its own ``env``: one the parent was given for
+        # itself (a signing key, a password) is not inherited by every service.
+        env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV} | own_env
         if self.torch_threads:
             n = str(self.torch_threads)
-            env = os.environ | {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+            env |= {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
         with log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
             proc = subprocess.Popen(
                 cmd,
@@ -128,7 +143,7 @@ class ServiceProcesses:
                 start_new_session=True,  # Ctrl-C reaches only us; we stop the services in order
                 preexec_fn=set_parent_death_signal,
             )
-        return Child(name, proc, log_path, list(cmd))
+        return Child(name, proc, log_path, list(cmd), dict(own_env))
 
     def supervise(self) -> Child | None:
         """Restart every child that has exited and whose backoff has passed; returns the first child that
@@ -145,7 +160,7 @@ class ServiceProcesses:
                 log.warning("%s exited with code %s: %s", child.name, code, " | ".join(child.log_tail()))
             if now - child.exited_at < self.restart_backoff_s * 2**child.restarts:
                 continue
-            fresh = self._launch(child.name, restart_command(child.name, child.cmd))
+            fresh = self._launch(child.name, restart_command(child.name, child.cmd), child.env)
             fresh.restarts = child.restarts + 1
             self.children[i] = fresh  # in its place: the start order is kept
             self.restarts.append({"service": child.name, "exit_code": code, "restart": fresh.restarts,

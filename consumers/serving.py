@@ -34,7 +34,7 @@ from tamiyo.bus.observability import instruments
 from tamiyo.consumers.serve_core import Decider, GreedyPolicy, ServeStats, serve_metrics
 from tamiyo.contracts.codec import EnvelopeEncoder
 from tamiyo.contracts.env_schemas import HOST_ENVS, env_schema
-from tamiyo.contracts.signing import policy_key
+from tamiyo.contracts.signing import TrustedKeys
 from tamiyo.contracts.telemetry import LabelledMetric, telemetry_packet
 from tamiyo.contracts.topics import Topics
 from tamiyo.policy.verification import SnapshotAcceptor, SnapshotVerifier
@@ -62,7 +62,8 @@ class ServeConfig:
 
 
 class ServeService:
-    def __init__(self, config: ServeConfig, settings: KafkaSettings, topics: Topics) -> None:
+    def __init__(self, config: ServeConfig, settings: KafkaSettings, topics: Topics, trusted: TrustedKeys) -> None:
+        """``trusted``: the public keys a policy snapshot must be signed with to be served."""
         if config.env not in HOST_ENVS:
             raise ValueError(f"serving answers host envs {HOST_ENVS} (AdaptationCommands), not {config.env!r}")
         self.config = config
@@ -73,7 +74,7 @@ class ServeService:
             torch.set_num_threads(config.torch_threads)
         self.schema = env_schema(config.env)
         self.policy = GreedyPolicy(device=config.device)
-        verifier = SnapshotVerifier(policy_key(), config.policy_id, self.schema)
+        verifier = SnapshotVerifier(trusted, config.policy_id, self.schema)
         self.acceptor = SnapshotAcceptor(self.policy, verifier, config.device)
         incarnation = f"{os.getpid():x}{time.time_ns() & 0xFFFFFF:06x}"
         source, producer_id = f"serve/{config.serve_id}", f"{config.serve_id}:{incarnation}"

@@ -84,8 +84,11 @@ def _sampled_batch(b: pb.SampledBatch) -> None:
 
 
 def _snapshot(s: pb.PolicySnapshot) -> None:
-    if len(s.sha256) != 32 or len(s.signature) != 32 or not s.weights or not s.policy_id:
+    if len(s.sha256) != 32 or not s.signature or not s.weights or not s.policy_id:
         raise InvalidFieldError("policy snapshot lacks weights, policy_id, sha256 or signature")
+    # Bounded here; the signature's scheme and key are judged by `signing.verify_snapshot`, which says why.
+    if len(s.signature) > 64 or len(s.key_id) > 64:
+        raise InvalidFieldError("policy snapshot signature or key id longer than 64 bytes")
 
 
 # Payload types without an entry (HardwareContext, DeadLetter) need nothing beyond a successful parse.

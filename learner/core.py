@@ -34,6 +34,7 @@ from tamiyo.contracts.errors import InvalidFieldError, LeylineError
 from tamiyo.contracts.packing import unroll_from_proto
 from tamiyo.contracts.proto import leyline_pb2 as pb
 from tamiyo.contracts.records import OutgoingRecord
+from tamiyo.contracts.signing import PolicySigner
 from tamiyo.contracts.telemetry import Event, telemetry_packet
 from tamiyo.contracts.topics import Topics
 from tamiyo.contracts.unroll import Unroll
@@ -108,12 +109,12 @@ class BatchOutcome:
 
 
 class LearnerCore:
-    def __init__(self, config: LearnerConfig, topics: Topics, signing_key: bytes) -> None:
+    def __init__(self, config: LearnerConfig, topics: Topics, signer: PolicySigner) -> None:
         if config.algo not in ALGOS:
             raise ValueError(f"algo must be one of {ALGOS}")
         self.config = config
         self.topics = topics
-        self.signing_key = signing_key
+        self.signer = signer
         self.schema = env_schema(config.env)
         self.encoder = EnvelopeEncoder(source="learner", correlation_id=config.run_id)
         torch.manual_seed(config.seed)
@@ -306,7 +307,7 @@ class LearnerCore:
             self.model,
             version=self.version,
             policy_id=self.config.policy_id,
-            key=self.signing_key,
+            signer=self.signer,
             algo=self.config.algo,
             learner_step=self.updates,
         )

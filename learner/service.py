@@ -30,7 +30,7 @@ from tamiyo.bus.deadletter import DeadLetterSink
 from tamiyo.bus.observability import context_from_headers, context_from_traceparent, instruments, tracer
 from tamiyo.bus.topic_pass import TopicMissing, read_tail_first
 from tamiyo.contracts.records import OutgoingRecord
-from tamiyo.contracts.signing import policy_key
+from tamiyo.contracts.signing import PolicySigner, TrustedKeys
 from tamiyo.contracts.topics import Topics
 from tamiyo.learner.core import LOSS_NAMES, BatchOutcome, DecodedBatch, LearnerConfig, LearnerCore
 from tamiyo.policy.newest import NewestVerified, NewestVersion
@@ -52,11 +52,21 @@ async def publish(producer: AIOKafkaProducer, records: list[OutgoingRecord]) -> 
 
 
 class LearnerService:
-    def __init__(self, config: LearnerConfig, settings: KafkaSettings, topics: Topics) -> None:
+    def __init__(
+        self,
+        config: LearnerConfig,
+        settings: KafkaSettings,
+        topics: Topics,
+        signer: PolicySigner,
+        trusted: TrustedKeys | None = None,
+    ) -> None:
+        """``signer`` signs the snapshots it publishes; ``trusted`` (default: the signer's own public key)
+        are the keys whose snapshots on the policy topic a restarted learner continues after."""
         self.config = config
         self.settings = settings.with_client_id("tamiyo-learner")
         self.topics = topics
-        self.core = LearnerCore(config, topics, policy_key())
+        self.trusted = trusted or signer.trusted()
+        self.core = LearnerCore(config, topics, signer)
         self.group_id = config.group_id or f"tamiyo-learner-{config.run_id or 'default'}"
         self.deadletter = DeadLetterSink(topics.deadletter, "learner")
         self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-decode")
@@ -119,7 +129,7 @@ class LearnerService:
         of its policy there (`LearnerCore.continue_after`): a restarted learner's versions stay newer."""
         core = self.core
         versions = NewestVersion(self.config.policy_id)
-        verified = NewestVerified(SnapshotVerifier(core.signing_key, self.config.policy_id, core.schema))
+        verified = NewestVerified(SnapshotVerifier(self.trusted, self.config.policy_id, core.schema))
 
         def offer(value: bytes | None) -> None:
             versions.offer(value)

@@ -21,7 +21,7 @@ from tamiyo.contracts.codec import decode_envelope
 from tamiyo.contracts.errors import InvalidFieldError, LeylineError
 from tamiyo.contracts.graph import GraphSchema
 from tamiyo.contracts.proto import leyline_pb2 as pb
-from tamiyo.contracts.signing import verify_snapshot
+from tamiyo.contracts.signing import TrustedKeys, verify_snapshot
 from tamiyo.policy.model import ModelConfig
 from tamiyo.policy.snapshot import network_from_snapshot, parse_snapshot_config, snapshot_tensors
 from tamiyo.policy.swappable import SwappablePolicy
@@ -43,9 +43,10 @@ class VerifiedSnapshot:
 
 
 class SnapshotVerifier:
-    def __init__(self, signing_key: bytes, policy_id: str, schema: GraphSchema | None) -> None:
-        """``schema`` None accepts any graph schema (a reader that has no environment of its own)."""
-        self.signing_key = signing_key
+    def __init__(self, trusted: TrustedKeys, policy_id: str, schema: GraphSchema | None) -> None:
+        """``trusted``: the public keys snapshots may be signed with.  ``schema`` None accepts any graph
+        schema (a reader that has no environment of its own)."""
+        self.trusted = trusted
         self.policy_id = policy_id
         self.schema = schema
 
@@ -53,7 +54,7 @@ class SnapshotVerifier:
         """The verified snapshot in record ``value``; None if it belongs to another policy id or is not newer
         than ``newer_than`` (not an error).  Raises `LeylineError` or ValueError when a check fails."""
         snap = decode_envelope(value, expect=pb.PolicySnapshot).payload
-        verify_snapshot(snap, self.signing_key)
+        verify_snapshot(snap, self.trusted)
         if snap.policy_id != self.policy_id:
             return None  # another policy on the same topic: not ours, not an error
         if int(snap.version) <= newer_than:

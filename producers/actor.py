@@ -28,7 +28,7 @@ from tamiyo.bus.delivery import ReliableSender
 from tamiyo.bus.follow import follow_newest
 from tamiyo.bus.loops import every, send_quietly, wait_until
 from tamiyo.bus.observability import headers_for, instruments, tracer
-from tamiyo.contracts.signing import policy_key
+from tamiyo.contracts.signing import TrustedKeys
 from tamiyo.contracts.topics import Topics
 from tamiyo.contracts.unroll import Unroll
 from tamiyo.producers.actor_config import ActorConfig
@@ -50,11 +50,14 @@ class _Outgoing:
 
 
 class Actor:
-    def __init__(self, config: ActorConfig, settings: KafkaSettings, topics: Topics) -> None:
+    def __init__(
+        self, config: ActorConfig, settings: KafkaSettings, topics: Topics, trusted: TrustedKeys | None = None
+    ) -> None:
+        """``trusted``: the public keys policy snapshots must be signed with (the learned controller only)."""
         self.config = config
         self.settings = settings
         self.topics = topics
-        self.core = ActorCore(config, policy_key() if config.controller == "policy" else None)
+        self.core = ActorCore(config, trusted)
         self.outbox: Outbox[_Outgoing] = Outbox(config.queue_size, config.overflow)
         self.sender = ReliableSender(settings.with_client_id(f"tamiyo-{config.actor_id}"), config.max_in_flight)
         self._outbox_changed = asyncio.Event()

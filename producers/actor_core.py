@@ -21,6 +21,7 @@ import numpy as np
 from tamiyo.contracts.codec import EnvelopeEncoder
 from tamiyo.contracts.env_schemas import env_schema
 from tamiyo.contracts.packing import unroll_to_proto
+from tamiyo.contracts.signing import TrustedKeys
 from tamiyo.contracts.telemetry import telemetry_packet
 from tamiyo.contracts.unroll import Unroll
 from tamiyo.policy.swappable import SwappablePolicy
@@ -48,8 +49,8 @@ class ActorStats:
 
 
 class ActorCore:
-    def __init__(self, config: ActorConfig, signing_key: bytes | None) -> None:
-        """``signing_key`` verifies policy snapshots (the learned controller only; baselines need none)."""
+    def __init__(self, config: ActorConfig, trusted: TrustedKeys | None) -> None:
+        """``trusted``: public keys that verify policy snapshots (the learned controller only; baselines need none)."""
         if config.overflow not in OVERFLOW_POLICIES:
             raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}")
         self.config = config
@@ -67,10 +68,10 @@ class ActorCore:
         self.acceptor: SnapshotAcceptor | None = None
         self.policy: SwappablePolicy | ControllerPolicy
         if config.controller == "policy":
-            if signing_key is None:
-                raise ValueError("the learned controller needs a key to verify policy snapshots")
+            if trusted is None:
+                raise ValueError("the learned controller needs trusted public keys to verify policy snapshots")
             self.policy = SwappablePolicy(device=config.device)
-            verifier = SnapshotVerifier(signing_key, config.policy_id, self.schema)
+            verifier = SnapshotVerifier(trusted, config.policy_id, self.schema)
             self.acceptor = SnapshotAcceptor(self.policy, verifier, config.device)
             self.vec_env: VecEnv = make_vec_env(config.env, seeds)
         else:

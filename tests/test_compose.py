@@ -98,9 +98,10 @@ def test_every_tamiyo_command_parses_with_the_cli(compose):
 def test_services_agree(compose):
     services = compose["services"]
     commands = {name: argvs[0] for name, argvs in _tamiyo_commands(compose).items()}
-    runs = {name: _flag(argv, "--run") for name, argv in commands.items()}
+    on_the_bus = {name: argv for name, argv in commands.items() if argv[1] != "keys"}
+    runs = {name: _flag(argv, "--run") for name, argv in on_the_bus.items()}
     assert set(runs.values()) == {"compose"}, runs
-    assert {_flag(argv, "--bootstrap") for argv in commands.values()} == {"kafka:9092"}
+    assert {_flag(argv, "--bootstrap") for argv in on_the_bus.values()} == {"kafka:9092"}
     actor_ids = [_flag(argv, "--actor-id") for name, argv in commands.items() if argv[1] == "actor"]
     assert len(actor_ids) == len(set(actor_ids)) >= 2
     published = {_flag(commands["learner"], "--policy-id"), _flag(commands["promote"], "--policy-id")}
@@ -119,6 +120,31 @@ def test_services_agree(compose):
         assert deps["kafka"]["condition"] == "service_healthy"
         assert not services[name]["healthcheck"].get("disable", False)
     assert services["topics-init"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
+def test_only_the_learner_and_promote_can_read_the_signing_key(compose):
+    """No key ships in the file; an init step makes one; readers get the public key only."""
+    services = compose["services"]
+    assert "TAMIYO_POLICY_KEY" not in COMPOSE.read_text()
+    init = _tamiyo_commands(compose)["keys-init"][0]
+    assert init[1:3] == ["keys", "generate"] and "--if-missing" in init
+    signing_dir, public_dir = _flag(init, "--out"), _flag(init, "--public-out")
+
+    def mounts(name: str) -> dict[str, str]:  # mount point -> volume
+        return {v.split(":")[1]: v.split(":")[0] for v in services[name].get("volumes", [])}
+
+    signing_volume, public_volume = mounts("keys-init")[signing_dir], mounts("keys-init")[public_dir]
+    for name in ("learner", "promote"):
+        env = services[name]["environment"]
+        assert env["TAMIYO_POLICY_SIGNING_KEY"].startswith(signing_dir + "/")
+        assert mounts(name)[signing_dir] == signing_volume
+        assert f"{signing_volume}:{signing_dir}:ro" in services[name]["volumes"]
+    for name in ("actor-0", "actor-1", "serve"):
+        assert services[name]["environment"]["TAMIYO_POLICY_TRUSTED_KEYS"] == public_dir
+        assert mounts(name).get(public_dir) == public_volume
+        assert signing_volume not in mounts(name).values(), f"{name} can read the private key"
+        assert services[name]["depends_on"]["keys-init"]["condition"] == "service_completed_successfully"
+    assert {n for n in services if signing_volume in mounts(n).values()} == {"keys-init", "learner", "promote"}
 
 
 def test_collector_config_and_dockerfile(compose):

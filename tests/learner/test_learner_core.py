@@ -20,9 +20,9 @@ from tamiyo.policy.model_policy import ModelPolicy
 from tamiyo.policy.verification import SnapshotVerifier, VerifiedSnapshot
 from tamiyo.producers.envs import make_env
 from tamiyo.producers.rollout import RolloutCollector
+from tests.keys import SIGNER, TRUSTED
 
 ENV = "gym:CartPole-v1"
-KEY = b"learner-core-test-key-0123456789"
 TOPICS = Topics.for_run("core")
 
 
@@ -51,7 +51,7 @@ def _batch(unrolls: list[Unroll], batch_id: int, reward_scale: float = 1.0) -> b
 def _core(tmp_path, **kw) -> LearnerCore:
     config = LearnerConfig(algo="impala", env=ENV, run_id="core", checkpoint_dir=str(tmp_path / "ckpt"),
                            model=ModelConfig(hidden=16), **kw)  # fmt: skip
-    return LearnerCore(config, TOPICS, KEY)
+    return LearnerCore(config, TOPICS, SIGNER)
 
 
 def _payloads(records, topic: str) -> list:
@@ -63,7 +63,7 @@ def test_start_records_publish_the_initial_policy_then_announce_its_version(tmp_
     records = core.start_records()
     assert [r.topic for r in records] == [TOPICS.policy, TOPICS.priorities]
     snap = decode_envelope(records[0].value, expect=pb.PolicySnapshot).payload
-    verify_snapshot(snap, KEY)
+    verify_snapshot(snap, TRUSTED)
     assert snap.version == 0 and records[0].key == b"tamiyo"
     announce = decode_envelope(records[1].value, expect=pb.PriorityUpdate).payload
     assert announce.batch_id == 0 and announce.learner_step == 0 and not announce.indices
@@ -82,7 +82,7 @@ def test_one_batch_is_acked_with_priorities_then_snapshotted_and_reported(tmp_pa
     assert list(ack.indices) == [10, 11, 12, 13] and list(ack.keys) == [7] * 4
     assert all(p > 0 and np.isfinite(p) for p in ack.priorities)
     (snap,) = _payloads(outcome.records, TOPICS.policy)
-    verify_snapshot(snap, KEY)
+    verify_snapshot(snap, TRUSTED)
     assert snap.version == 1 and snap.learner_step == 1
     (packet,) = _payloads(outcome.records, TOPICS.telemetry)
     names = {m.name for m in packet.metrics}
@@ -161,7 +161,7 @@ def test_checkpoint_then_resume_continues_exactly(tmp_path):
 
 def test_ppo_core_acks_with_an_empty_priority_list(tmp_path):
     config = LearnerConfig(algo="ppo", env=ENV, model=ModelConfig(hidden=16))
-    core = LearnerCore(config, TOPICS, KEY)
+    core = LearnerCore(config, TOPICS, SIGNER)
     (unrolls,) = _unrolls(1)
     outcome = core.handle(_batch(unrolls, batch_id=3))
     (ack,) = _payloads(outcome.records, TOPICS.priorities)
@@ -170,12 +170,12 @@ def test_ppo_core_acks_with_an_empty_priority_list(tmp_path):
 
 def test_unknown_algorithm_is_refused(tmp_path):
     with pytest.raises(ValueError, match="algo"):
-        LearnerCore(LearnerConfig(algo="sac", env=ENV), TOPICS, KEY)
+        LearnerCore(LearnerConfig(algo="sac", env=ENV), TOPICS, SIGNER)
 
 
 def _verified(core: LearnerCore) -> VerifiedSnapshot:
     record = next(r for r in core.start_records() if r.topic == core.topics.policy)
-    snapshot = SnapshotVerifier(KEY, "tamiyo", core.schema).verify(record.value)
+    snapshot = SnapshotVerifier(TRUSTED, "tamiyo", core.schema).verify(record.value)
     assert snapshot is not None
     return snapshot
 
@@ -198,7 +198,9 @@ def test_a_restarted_learner_continues_after_the_published_versions_with_their_w
     assert [s.version for s in _payloads(outcome.records, fresh.topics.policy)] == [3]
 
     # Another network (other width): its own weights, so the next number (version 2 keeps one set of weights).
-    other = LearnerCore(LearnerConfig(algo="impala", env=ENV, run_id="core", model=ModelConfig(hidden=8)), TOPICS, KEY)
+    other = LearnerCore(
+        LearnerConfig(algo="impala", env=ENV, run_id="core", model=ModelConfig(hidden=8)), TOPICS, SIGNER
+    )
     assert "its own weights" in other.continue_after(2, published) and other.version == 3
     # Nothing newer than what the learner has (it resumed from a checkpoint at least as new): no change.
     assert first.continue_after(1, None) == "nothing newer published" and first.version == 2

@@ -15,13 +15,14 @@ from safetensors.torch import save as st_save
 from tamiyo.contracts.codec import encode_envelope
 from tamiyo.contracts.errors import LeylineError
 from tamiyo.contracts.graph import PackedGraphs
-from tamiyo.contracts.signing import DEV_KEY, sign_snapshot
+from tamiyo.contracts.signing import PolicySigner, sign_snapshot
 from tamiyo.policy.model import ModelConfig, TamiyoGNN
 from tamiyo.policy.signing import signed_snapshot
 from tamiyo.policy.snapshot import encode_snapshot, network_from_snapshot
 from tamiyo.policy.swappable import SwappablePolicy
 from tamiyo.policy.verification import SnapshotAcceptor, SnapshotVerifier
 from tamiyo.producers.envs import make_env
+from tests.keys import OTHER_SIGNER, SIGNER, TRUSTED
 
 POLICY_ID = "tamiyo-test"
 
@@ -36,14 +37,14 @@ def _model(seed: int, schema, hidden: int = 16) -> TamiyoGNN:
     return TamiyoGNN(schema, ModelConfig(hidden=hidden, layers=("sage",)))
 
 
-def _record(model: TamiyoGNN, version: int, key: bytes = DEV_KEY) -> bytes:
-    snap = signed_snapshot(model, version=version, policy_id=POLICY_ID, key=key)
+def _record(model: TamiyoGNN, version: int, signer: PolicySigner = SIGNER) -> bytes:
+    snap = signed_snapshot(model, version=version, policy_id=POLICY_ID, signer=signer)
     return encode_envelope(snap, source="test", producer_id="test", sequence=version)
 
 
 def _subscriber(schema) -> SnapshotAcceptor:
     policy = SwappablePolicy(deterministic=True)
-    return SnapshotAcceptor(policy, SnapshotVerifier(DEV_KEY, POLICY_ID, schema))
+    return SnapshotAcceptor(policy, SnapshotVerifier(TRUSTED, POLICY_ID, schema))
 
 
 def _logits(policy_or_model, graphs: PackedGraphs) -> list[torch.Tensor]:
@@ -103,7 +104,7 @@ def test_wrong_key_is_rejected_and_the_policy_is_untouched(env):
     graphs, _ = _graphs(env)
     kept = _model(1, env.schema)
     assert sub.accept(_record(kept, 1))
-    assert not sub.accept(_record(_model(2, env.schema), 2, key=b"another-key-of-32-bytes-length!!"))
+    assert not sub.accept(_record(_model(2, env.schema), 2, signer=OTHER_SIGNER))
     assert sub.stats.rejected and sub.policy.version == 1
     for got, want in zip(_logits(sub.policy, graphs), _logits(kept, graphs), strict=True):
         assert torch.equal(got, want)
@@ -125,7 +126,7 @@ def test_signed_weights_that_do_not_fit_the_declared_network_change_nothing(env)
     ]
     for version, tensors in enumerate(broken, start=2):
         snap = sign_snapshot(
-            policy_id=POLICY_ID, version=version, weights=st_save(tensors), config_json=good.config_json, key=DEV_KEY
+            policy_id=POLICY_ID, version=version, weights=st_save(tensors), config_json=good.config_json, signer=SIGNER
         )
         assert not sub.accept(encode_envelope(snap, source="t", producer_id="t", sequence=version))
     assert sub.policy.version == 1 and sum(sub.stats.rejected.values()) == 2
@@ -138,16 +139,16 @@ def test_signed_weights_that_do_not_fit_the_declared_network_change_nothing(env)
 
 def test_verifier_skips_other_policies_and_older_versions_and_checks_the_schema(env):
     model = _model(1, env.schema)
-    verifier = SnapshotVerifier(DEV_KEY, POLICY_ID, env.schema)
+    verifier = SnapshotVerifier(TRUSTED, POLICY_ID, env.schema)
     verified = verifier.verify(_record(model, 4))
     assert verified is not None and verified.version == 4 and verified.schema == env.schema
     assert verifier.verify(_record(model, 4), newer_than=4) is None
-    other = signed_snapshot(model, version=9, policy_id="someone-else", key=DEV_KEY)
+    other = signed_snapshot(model, version=9, policy_id="someone-else", signer=SIGNER)
     assert verifier.verify(encode_envelope(other, source="t", producer_id="t", sequence=0)) is None
     gym = make_env("gym:CartPole-v1").schema
     with pytest.raises(LeylineError, match="another graph schema"):
-        SnapshotVerifier(DEV_KEY, POLICY_ID, gym).verify(_record(model, 5))
+        SnapshotVerifier(TRUSTED, POLICY_ID, gym).verify(_record(model, 5))
     # A reader without an env of its own (schema None) takes any schema, still verified.
-    assert SnapshotVerifier(DEV_KEY, POLICY_ID, None).verify(_record(model, 5)) is not None
+    assert SnapshotVerifier(TRUSTED, POLICY_ID, None).verify(_record(model, 5)) is not None
     with pytest.raises(LeylineError):
-        SnapshotVerifier(b"another-key-of-32-bytes-length!!", POLICY_ID, None).verify(_record(model, 5))
+        SnapshotVerifier(OTHER_SIGNER.trusted(), POLICY_ID, None).verify(_record(model, 5))

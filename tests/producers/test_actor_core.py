@@ -14,8 +14,7 @@ from tamiyo.policy.model import ModelConfig, TamiyoGNN
 from tamiyo.policy.signing import signed_snapshot
 from tamiyo.producers.actor_config import ActorConfig
 from tamiyo.producers.actor_core import ActorCore
-
-KEY = b"actor-core-test-key-012345678901"
+from tests.keys import OTHER_SIGNER, SIGNER, TRUSTED
 
 
 def _config(**kw) -> ActorConfig:
@@ -23,7 +22,7 @@ def _config(**kw) -> ActorConfig:
 
 
 def test_baseline_actor_encodes_unrolls_with_one_producer_id_and_increasing_sequences():
-    core = ActorCore(_config(controller="random"), signing_key=None)
+    core = ActorCore(_config(controller="random"), trusted=None)
     assert core.policy_ready and core.acceptor is None
     envelopes = []
     for _ in range(2):
@@ -42,7 +41,7 @@ def test_baseline_actor_encodes_unrolls_with_one_producer_id_and_increasing_sequ
 
 
 def test_episodes_and_frames_are_counted_once():
-    core = ActorCore(_config(controller="none", unroll_length=31), signing_key=None)
+    core = ActorCore(_config(controller="none", unroll_length=31), trusted=None)
     core.collect()  # host episodes are 30 epochs: every env finished one
     assert core.record_episodes() == 3 * 31 and core.stats.episodes == 3
     assert core.record_episodes() == 0 and len(core.stats.recent_returns) == 3
@@ -55,7 +54,7 @@ def test_episodes_and_frames_are_counted_once():
 
 
 def test_telemetry_says_what_the_actor_did():
-    core = ActorCore(_config(controller="heuristic"), signing_key=None)
+    core = ActorCore(_config(controller="heuristic"), trusted=None)
     core.collect()
     core.record_episodes()
     core.published(0, 12.5)
@@ -69,15 +68,15 @@ def test_telemetry_says_what_the_actor_did():
 
 def test_learned_actor_needs_a_key_and_acts_only_after_a_verified_snapshot():
     with pytest.raises(ValueError, match="key"):
-        ActorCore(_config(), signing_key=None)
-    core = ActorCore(_config(), signing_key=KEY)
+        ActorCore(_config(), trusted=None)
+    core = ActorCore(_config(), trusted=TRUSTED)
     assert not core.policy_ready
     torch.manual_seed(0)
     model = TamiyoGNN(core.schema, ModelConfig(hidden=16, layers=("sage",)))
-    forged = signed_snapshot(model, version=1, policy_id="tamiyo", key=b"not-the-key-not-the-key-not-the!")
+    forged = signed_snapshot(model, version=1, policy_id="tamiyo", signer=OTHER_SIGNER)
     assert not core.acceptor.accept(encode_envelope(forged, source="x", producer_id="x", sequence=0))
     assert not core.policy_ready
-    good = signed_snapshot(model, version=1, policy_id="tamiyo", key=KEY)
+    good = signed_snapshot(model, version=1, policy_id="tamiyo", signer=SIGNER)
     assert core.acceptor.accept(encode_envelope(good, source="x", producer_id="x", sequence=1))
     assert core.policy_ready
     unrolls = core.collect()
@@ -88,4 +87,4 @@ def test_learned_actor_needs_a_key_and_acts_only_after_a_verified_snapshot():
 
 def test_unknown_overflow_policy_is_refused():
     with pytest.raises(ValueError, match="overflow"):
-        ActorCore(_config(controller="none", overflow="spill"), signing_key=None)
+        ActorCore(_config(controller="none", overflow="spill"), trusted=None)

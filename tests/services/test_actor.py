@@ -14,7 +14,6 @@ from tamiyo.bus.clients import make_consumer, make_producer
 from tamiyo.contracts.codec import EnvelopeEncoder, decode_envelope
 from tamiyo.contracts.packing import unroll_from_proto
 from tamiyo.contracts.proto import leyline_pb2 as pb
-from tamiyo.contracts.signing import DEV_KEY
 from tamiyo.contracts.topics import Topics
 from tamiyo.policy.model import ModelConfig, TamiyoGNN
 from tamiyo.policy.signing import signed_snapshot
@@ -23,6 +22,7 @@ from tamiyo.producers.controller_policy import ControllerPolicy
 from tamiyo.producers.controllers import make_controller
 from tamiyo.producers.envs import make_env
 from tamiyo.producers.rollout import RolloutCollector
+from tests.keys import SIGNER, TRUSTED, hostile_snapshots
 
 pytestmark = pytest.mark.broker
 
@@ -101,7 +101,7 @@ async def test_actor_hot_swaps_verified_snapshots_and_rejects_bad_ones(kafka_set
     schema = make_env("gym:CartPole-v1").schema
     torch.manual_seed(0)
     model = TamiyoGNN(schema, ModelConfig(hidden=16))
-    await _publish(kafka_settings, topics.policy, signed_snapshot(model, version=1, policy_id="tamiyo", key=DEV_KEY))
+    await _publish(kafka_settings, topics.policy, signed_snapshot(model, version=1, policy_id="tamiyo", signer=SIGNER))
 
     cfg = ActorConfig(
         env="gym:CartPole-v1",
@@ -113,7 +113,7 @@ async def test_actor_hot_swaps_verified_snapshots_and_rejects_bad_ones(kafka_set
         run_id=run_name,
         wait_for_policy_s=30,
     )
-    actor = Actor(cfg, kafka_settings, topics)
+    actor = Actor(cfg, kafka_settings, topics, TRUSTED)
     stop = asyncio.Event()
     task = asyncio.create_task(actor.run(stop))
 
@@ -124,12 +124,13 @@ async def test_actor_hot_swaps_verified_snapshots_and_rejects_bad_ones(kafka_set
         assert cond()
 
     await wait_for(lambda: actor.core.policy.version == 1 and actor.stats.unrolls_published >= 2)
-    forged = signed_snapshot(model, version=5, policy_id="tamiyo", key=b"not-the-key")
-    await _publish(kafka_settings, topics.policy, forged)
-    await wait_for(lambda: sum(actor.core.acceptor.stats.rejected.values()) >= 1)
-    assert actor.core.policy.version == 1 and actor.core.acceptor.stats.rejected["SignatureError"] == 1
+    hostile = hostile_snapshots(model, version=5, policy_id="tamiyo")
+    for snap in hostile.values():
+        await _publish(kafka_settings, topics.policy, snap)
+    await wait_for(lambda: sum(actor.core.acceptor.stats.rejected.values()) >= len(hostile))
+    assert actor.core.policy.version == 1 and actor.core.acceptor.stats.rejected["SignatureError"] == len(hostile)
     published_before = actor.stats.unrolls_published
-    await _publish(kafka_settings, topics.policy, signed_snapshot(model, version=2, policy_id="tamiyo", key=DEV_KEY))
+    await _publish(kafka_settings, topics.policy, signed_snapshot(model, version=2, policy_id="tamiyo", signer=SIGNER))
     await wait_for(lambda: actor.core.policy.version == 2)
     await wait_for(lambda: actor.stats.unrolls_published > published_before + 2)
     stop.set()

@@ -15,7 +15,7 @@ from tamiyo.bus.admin import ensure_topics
 from tamiyo.contracts.codec import EnvelopeEncoder, decode_envelope, encode_payload_bytes
 from tamiyo.contracts.packing import unroll_to_proto
 from tamiyo.contracts.proto import leyline_pb2 as pb
-from tamiyo.contracts.signing import DEV_KEY, verify_snapshot
+from tamiyo.contracts.signing import verify_snapshot
 from tamiyo.contracts.topics import Topics
 from tamiyo.learner.checkpoint import load_checkpoint
 from tamiyo.learner.core import LearnerConfig
@@ -24,6 +24,7 @@ from tamiyo.policy.model import ModelConfig, TamiyoGNN
 from tamiyo.policy.model_policy import ModelPolicy
 from tamiyo.producers.envs import make_env
 from tamiyo.producers.rollout import RolloutCollector
+from tests.keys import SIGNER, TRUSTED, write_keys
 
 from .helpers import produce, read
 
@@ -75,7 +76,7 @@ async def test_learner_trains_acks_snapshots_deadletters_and_resumes(kafka_setti
     await ensure_topics(kafka_settings, topics)
     await produce(kafka_settings, topics.batches, [*_batches(2)[:1], b"not a batch", *_batches(3)[1:]])
 
-    service = LearnerService(_config(run_name, tmp_path, max_updates=3), kafka_settings, topics)
+    service = LearnerService(_config(run_name, tmp_path, max_updates=3), kafka_settings, topics, SIGNER)
     result = await asyncio.wait_for(service.run(), timeout=120)
     assert result["updates"] == 3 and result["version"] == 3
 
@@ -95,7 +96,7 @@ async def test_learner_trains_acks_snapshots_deadletters_and_resumes(kafka_setti
     ]
     assert [s.version for s in snaps] == [0, 1, 2, 3]
     for s in snaps:
-        verify_snapshot(s, DEV_KEY)
+        verify_snapshot(s, TRUSTED)
         assert s.policy_id == "tamiyo" and s.algo == "impala"
 
     letters = [decode_envelope(r.value).payload for r in await read(kafka_settings, topics.deadletter, 1)]
@@ -116,7 +117,7 @@ async def test_learner_trains_acks_snapshots_deadletters_and_resumes(kafka_setti
     # Resume: the same weights, optimizer state and counters as at the end of the run.
     _, counters = load_checkpoint(tmp_path / "ckpt")
     assert counters == {"updates": 3, "version": 3, "env_steps": 120}
-    resumed = LearnerService(_config(run_name, tmp_path, resume=True), kafka_settings, topics)
+    resumed = LearnerService(_config(run_name, tmp_path, resume=True), kafka_settings, topics, SIGNER)
     assert resumed.core.version == 3 and resumed.core.updates == 3
     for a, b in zip(resumed.core.model.parameters(), service.core.model.parameters(), strict=True):
         assert torch.equal(a, b)
@@ -132,7 +133,7 @@ async def test_non_finite_update_never_produces_a_snapshot(kafka_settings, run_n
     await ensure_topics(kafka_settings, topics)
     # Finite float32 rewards so large that the loss overflows: the step must be refused.
     await produce(kafka_settings, topics.batches, _batches(1, reward_scale=3e38))
-    service = LearnerService(_config(run_name, tmp_path, max_seconds=15), kafka_settings, topics)
+    service = LearnerService(_config(run_name, tmp_path, max_seconds=15), kafka_settings, topics, SIGNER)
     before = [p.detach().clone() for p in service.core.model.parameters()]
     task = asyncio.create_task(service.run())
     acks = await read(kafka_settings, topics.priorities, 2, timeout_s=60)
@@ -158,7 +159,7 @@ async def test_learner_reruns_a_recorded_batch_stream_offline(kafka_settings, ru
     await replay_file(kafka_settings, recording, rerun.batches)
 
     config = _config(run_name + "r", tmp_path, stop_when_idle_s=3.0)
-    service = LearnerService(config, kafka_settings, rerun)
+    service = LearnerService(config, kafka_settings, rerun, SIGNER)
     result = await asyncio.wait_for(service.run(), timeout=120)
     assert result["updates"] == 3
 
@@ -174,6 +175,7 @@ async def test_learner_cli_trains_on_a_recording_and_stops_by_itself(kafka_setti
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tamiyo.cli.main", "learner", "--from-recording", recording, "--run", run_name + "x",
         "--env", ENV, "--hidden", "16", "--stop-when-idle", "3", "--bootstrap", kafka_settings.bootstrap,
+        "--signing-key", str(write_keys(tmp_path / "keys")[0]),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), timeout=180)
@@ -188,10 +190,10 @@ async def test_a_learner_restarted_without_resume_continues_the_published_versio
     await ensure_topics(kafka_settings, topics)
     batches = _batches(3)
     await produce(kafka_settings, topics.batches, batches[:2])
-    first = LearnerService(_config(run_name, tmp_path / "a", max_updates=2), kafka_settings, topics)
+    first = LearnerService(_config(run_name, tmp_path / "a", max_updates=2), kafka_settings, topics, SIGNER)
     assert (await asyncio.wait_for(first.run(), timeout=120))["version"] == 2
     await produce(kafka_settings, topics.batches, batches[2:])
-    second = LearnerService(_config(run_name, tmp_path / "b", max_updates=1, seed=5), kafka_settings, topics)
+    second = LearnerService(_config(run_name, tmp_path / "b", max_updates=1, seed=5), kafka_settings, topics, SIGNER)
     assert (await asyncio.wait_for(second.run(), timeout=120))["version"] == 3
 
     snaps = [

@@ -25,13 +25,13 @@ from tamiyo.contracts.errors import (
 )
 from tamiyo.contracts.packing import graphs_to_proto
 from tamiyo.contracts.proto import leyline_pb2 as pb
-from tamiyo.contracts.signing import DEV_KEY
 from tamiyo.contracts.topics import Topics
 from tamiyo.policy.model import ModelConfig, TamiyoGNN
 from tamiyo.policy.model_policy import ModelPolicy
 from tamiyo.policy.signing import signed_snapshot
 from tamiyo.producers.controllers import make_controller
 from tamiyo.producers.envs import make_env
+from tests.keys import SIGNER, TRUSTED, hostile_snapshots, write_keys
 
 from .helpers import read
 
@@ -173,7 +173,7 @@ async def test_serve_answers_dead_letters_and_hot_swaps(kafka_settings, run_name
     client = EnvelopeEncoder("test-host")
 
     async def publish_policy(model, version):
-        snap = signed_snapshot(model, version=version, policy_id=POLICY_ID, key=DEV_KEY)
+        snap = signed_snapshot(model, version=version, policy_id=POLICY_ID, signer=SIGNER)
         await producer.send_and_wait(topics.policy, learner.encode(snap), key=POLICY_ID.encode())
 
     async def send_states(values):
@@ -184,11 +184,12 @@ async def test_serve_answers_dead_letters_and_hot_swaps(kafka_settings, run_name
         ServeConfig(env="host-sim", policy_id=POLICY_ID, run_id=run_name, telemetry_every_s=0.5, wait_for_policy_s=30),
         kafka_settings,
         topics,
+        TRUSTED,
     )
     stop = asyncio.Event()
     try:
         # Another policy id on the same topic is ignored; ours (v1) is served.
-        other = signed_snapshot(m2, version=50, policy_id="tamiyo", key=DEV_KEY)
+        other = signed_snapshot(m2, version=50, policy_id="tamiyo", signer=SIGNER)
         await producer.send_and_wait(topics.policy, learner.encode(other), key=b"tamiyo")
         await publish_policy(m1, 1)
         task = asyncio.create_task(service.run(stop))
@@ -220,6 +221,15 @@ async def test_serve_answers_dead_letters_and_hot_swaps(kafka_settings, run_name
         reasons = sorted(decode_envelope(r.value, expect=pb.DeadLetter).payload.reason for r in letters)
         assert reasons == sorted(cls.__name__ for cls in EXPECTED_REASONS.values())
         assert service.stats.dead_lettered == len(bad)
+
+        # Forged, tampered and HMAC-era snapshots with newer versions are refused; v1 stays served.
+        hostile = hostile_snapshots(m2, version=9, policy_id=POLICY_ID)
+        for snap in hostile.values():
+            await producer.send_and_wait(topics.policy, learner.encode(snap), key=POLICY_ID.encode())
+        deadline = time.monotonic() + 30
+        while sum(service.acceptor.stats.rejected.values()) < len(hostile) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert service.acceptor.stats.rejected["SignatureError"] == len(hostile) and service.policy.version == 1
 
         # Hot swap: a newer snapshot of the serving id is picked up without a restart.
         await publish_policy(m2, 2)
@@ -276,8 +286,9 @@ async def test_promote_publishes_the_pareto_choice_signed(kafka_settings, run_na
     for i in range(2):
         write_snapshot(encode_snapshot(_model(10 + i, schema), version=5 + i), tmp_path / f"c{i}")
         paths.append(str(tmp_path / f"c{i}" / "policy.safetensors"))
+    signing_key, _ = write_keys(tmp_path / "keys")
     argv = ["promote", "--candidates", *paths, "--env", "host-sim", "--tasks", "2", "--run", run_name,
-            "--bootstrap", kafka_settings.bootstrap]  # fmt: skip
+            "--bootstrap", kafka_settings.bootstrap, "--signing-key", str(signing_key)]  # fmt: skip
     # The CLI runs its own event loop: keep it off this test's loop.
     assert await asyncio.to_thread(cli, argv) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -294,8 +305,8 @@ async def test_promote_publishes_the_pareto_choice_signed(kafka_settings, run_na
     snaps = [decode_envelope(r.value, expect=pb.PolicySnapshot).payload for r in records]
     assert [s.version for s in snaps] == [1, 2] and {r.key for r in records} == {POLICY_ID.encode()}
     for s in snaps:
-        verify_snapshot(s, DEV_KEY)
+        verify_snapshot(s, TRUSTED)
         assert s.weights == Path(report["chosen"]).read_bytes()
     # What `tamiyo serve --policy-id tamiyo-serving` runs: the subscriber accepts it.
-    follower = SnapshotAcceptor(SwappablePolicy(), SnapshotVerifier(DEV_KEY, POLICY_ID, schema))
+    follower = SnapshotAcceptor(SwappablePolicy(), SnapshotVerifier(TRUSTED, POLICY_ID, schema))
     assert follower.accept(records[-1].value) and follower.policy.version == 2

@@ -20,6 +20,7 @@ from tamiyo.learner.service import LearnerService
 from tamiyo.policy.model import ModelConfig
 from tamiyo.producers.actor import Actor, ActorConfig
 from tamiyo.replay_store.replay_config import ReplayConfig
+from tests.keys import SIGNER
 
 from .helpers import produce, wait_until
 
@@ -64,6 +65,7 @@ async def test_a_trajectory_is_one_trace_from_actor_to_learner_update(kafka_sett
         LearnerConfig(env="host-sim", run_id=run_name, max_updates=2, model=ModelConfig(hidden=8)),
         kafka_settings,
         topics,
+        SIGNER,
     )
     stop = asyncio.Event()
     replay_task = asyncio.create_task(replay.run(stop))

@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -19,6 +20,8 @@ import pytest
 from tamiyo.bus.admin import list_topics
 from tamiyo.bus.processes import pid_alive
 from tamiyo.contracts.codec import decode_envelope
+from tamiyo.contracts.signing import PolicySigner
+from tests.keys import OTHER_SIGNER, SIGNER, TRUSTED
 
 from .helpers import produce, read
 
@@ -72,6 +75,9 @@ async def test_train_runs_the_pipeline_deadletters_garbage_and_writes_the_run_di
     assert {decode_envelope(r.value).payload.reason for r in letters} == {"MalformedRecordError"}
     report = (run / "report.md").read_text()
     assert "| policy |" in report and "| heuristic |" in report
+    # The run made its own keypair; the private key is the owner's alone.
+    assert stat.S_IMODE((run / "keys" / "policy_signing.pem").stat().st_mode) == 0o600
+    assert (run / "keys" / "policy_signing.pub.pem").exists()
     evaluation = json.loads((run / "evaluation.json").read_text())
     assert set(evaluation["controllers"]) == {"policy", "heuristic", "none"}
     ev = subprocess.run(
@@ -238,37 +244,35 @@ def test_the_run_report_ends_with_the_returns_section(tmp_path):
     assert "## Episode returns" not in write_report(tmp_path, config, without_proof, {}).read_text()
 
 
-def _policy_record(version: int, policy_id: str = "tamiyo", env: str = "host-sim", key: bytes | None = None,
+def _policy_record(version: int, policy_id: str = "tamiyo", env: str = "host-sim", signer: PolicySigner | None = None,
                    seed: int | None = None) -> bytes:  # fmt: skip
     """A policy-topic record: a signed snapshot of a small network (weights from ``seed``, default ``version``)."""
     import torch
 
     from tamiyo.contracts.codec import encode_envelope
     from tamiyo.contracts.env_schemas import env_schema
-    from tamiyo.contracts.signing import DEV_KEY
     from tamiyo.policy.model import ModelConfig, TamiyoGNN
     from tamiyo.policy.signing import signed_snapshot
 
     torch.manual_seed(version if seed is None else seed)
     model = TamiyoGNN(env_schema(env), ModelConfig(hidden=8, layers=("sage",)))
-    snap = signed_snapshot(model, version=version, policy_id=policy_id, key=key or DEV_KEY)
+    snap = signed_snapshot(model, version=version, policy_id=policy_id, signer=signer or SIGNER)
     return encode_envelope(snap, source="test", producer_id="test", sequence=version)
 
 
 def test_the_final_policy_is_the_newest_snapshot_the_verifier_accepts():
     from tamiyo.contracts.env_schemas import env_schema
-    from tamiyo.contracts.signing import DEV_KEY
     from tamiyo.policy.newest import NewestVerified
     from tamiyo.policy.verification import SnapshotVerifier
 
-    chooser = NewestVerified(SnapshotVerifier(DEV_KEY, "tamiyo", env_schema("host-sim")))
+    chooser = NewestVerified(SnapshotVerifier(TRUSTED, "tamiyo", env_schema("host-sim")))
     chooser.offer(b"\x00garbage")
     chooser.offer(None)  # a tombstone
     assert chooser.newest is None
     for record in (_policy_record(3), _policy_record(5), _policy_record(4)):
         chooser.offer(record)
     assert chooser.newest is not None and chooser.newest.version == 5
-    chooser.offer(_policy_record(9, key=b"someone else's key"))  # forged
+    chooser.offer(_policy_record(9, signer=OTHER_SIGNER))  # forged
     chooser.offer(_policy_record(8, policy_id="tamiyo-serving"))  # another policy id
     chooser.offer(_policy_record(7, env="gym:CartPole-v1"))  # trained for another graph schema
     assert chooser.newest.version == 5
@@ -284,7 +288,7 @@ def test_promote_numbers_after_the_newest_version_of_its_policy_id_signed_or_not
     assert chooser.version == -1
     for record in (
         _policy_record(2, policy_id="tamiyo-serving"),
-        _policy_record(7, policy_id="tamiyo-serving", key=b"unsigned by us"),
+        _policy_record(7, policy_id="tamiyo-serving", signer=OTHER_SIGNER),
         _policy_record(9, policy_id="tamiyo"),
         _policy_record(4, policy_id="tamiyo-serving"),
         b"\x00garbage",
@@ -388,3 +392,39 @@ def test_run_progress_counts_a_restarted_actors_frames_on_top_of_its_earlier_one
     assert p.frames == 800 + 40 + 300
     p.actor_packet("actor/actor-0", {"env_steps": 100.0})
     assert p.frames == 800 + 100 + 300
+
+
+def test_each_service_gets_the_cluster_settings_and_only_the_learner_gets_the_private_key(tmp_path, monkeypatch):
+    """Credentials and keys reach the children through their own environment, never a command line; what
+    `tamiyo train` itself was given (a signing key, a password) is not inherited by every child."""
+    from tamiyo.bus.clients import KafkaSettings
+    from tamiyo.cli.run_keys import run_keys
+    from tamiyo.cli.train_config import TrainConfig
+    from tamiyo.cli.train_run import TrainRun
+    from tamiyo.cli.train_services import ServiceProcesses
+
+    secure = KafkaSettings("127.0.0.1:1", security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+                           sasl_username="tamiyo-admin", sasl_password="s3cret", ssl_cafile="/ca.pem")  # fmt: skip
+    run = TrainRun(TrainConfig(out=str(tmp_path), run_id="envs", actors=2), secure)
+    run.keys = run_keys(None, None, tmp_path / "envs" / "keys")
+    learner, actor = run.service_env("learner"), run.service_env("actor-1")
+    assert learner["TAMIYO_POLICY_SIGNING_KEY"] == str(run.keys.signing_key)
+    assert "TAMIYO_POLICY_SIGNING_KEY" not in actor
+    assert actor["TAMIYO_POLICY_TRUSTED_KEYS"].endswith("policy_signing.pub.pem")
+    for env in (learner, actor):
+        assert env["TAMIYO_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and env["TAMIYO_KAFKA_SASL_PASSWORD"] == "s3cret"
+        assert env["TAMIYO_KAFKA_SSL_CAFILE"] == "/ca.pem"
+    assert not any(
+        "s3cret" in arg or "policy_signing.pem" in arg for cmd in run.service_commands().values() for arg in cmd
+    )
+
+    # A child sees its own variables, not the parent's private ones.
+    monkeypatch.setenv("TAMIYO_POLICY_SIGNING_KEY", "/parent/own.pem")
+    monkeypatch.setenv("TAMIYO_KAFKA_SASL_PASSWORD", "parent-password")
+    services = ServiceProcesses(tmp_path)
+    dump = "import json, os; print(json.dumps(dict(os.environ)))"
+    child = services.spawn("actor-0", [sys.executable, "-c", dump], {"TAMIYO_POLICY_TRUSTED_KEYS": "/pub.pem"})
+    child.proc.wait(timeout=30)
+    seen = json.loads(child.log_path.read_text().strip().splitlines()[-1])
+    assert seen["TAMIYO_POLICY_TRUSTED_KEYS"] == "/pub.pem"
+    assert "TAMIYO_POLICY_SIGNING_KEY" not in seen and "TAMIYO_KAFKA_SASL_PASSWORD" not in seen
