@@ -32,6 +32,7 @@ from tamiyo.bus.broker_security import (
     ensure_security,
     read_credentials,
     scram_format_arguments,
+    write_argument_file,
 )
 from tamiyo.bus.clients import KafkaSettings
 from tamiyo.bus.kafka_dist import (
@@ -92,7 +93,10 @@ class BrokerInfo:
             return KafkaSettings(self.bootstrap)
         if self.credentials is None or role not in self.credentials:
             raise BrokerError(f"no credentials for role {role!r} (roles: {', '.join(ROLES)})")
-        creds = read_credentials(Path(self.credentials[role]))
+        try:
+            creds = read_credentials(Path(self.credentials[role]))
+        except ValueError as err:
+            raise BrokerError(str(err)) from None
         return KafkaSettings(
             self.bootstrap,
             security_protocol="SASL_SSL",
@@ -230,7 +234,10 @@ class LocalBroker:
         props = self.data_dir / "server.properties"
         scram: list[str] = []
         if secure:
-            sec = ensure_security(self.security.directory)
+            try:
+                sec = ensure_security(self.security.directory, formatted=on_disk is not None)
+            except (OSError, ValueError) as err:
+                raise BrokerError(str(err)) from None
             text = secure_server_properties(self.data_dir, port, free_port(), controller_port, sec)
             scram = scram_format_arguments(sec) if on_disk is None else []
         else:
@@ -244,7 +251,7 @@ class LocalBroker:
         jvm += ["-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j}"]
         if on_disk is None:
             cluster_id = state.get("cluster_id") or new_cluster_id()
-            _format_storage([*jvm, "-cp", classpath], cluster_id, props, scram)
+            _format_storage([*jvm, "-cp", classpath], cluster_id, props, scram, self.security.directory)
             state["cluster_id"] = cluster_id
             state["secure"] = secure
         out = open(self.data_dir / "broker.out", "ab")  # noqa: SIM115 - handed to the child process
@@ -285,17 +292,26 @@ class LocalBroker:
         return was_running
 
 
-def _format_storage(java_cp: list[str], cluster_id: str, props: Path, extra: list[str]) -> None:
-    """Format the KRaft storage ``props`` names with ``cluster_id`` (``java_cp``: java, its flags, -cp;
-    ``extra``: more arguments, the SCRAM credentials of a secure broker)."""
-    fmt = subprocess.run(
-        [*java_cp, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props), *extra],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def _format_storage(java_cp: list[str], cluster_id: str, props: Path, secret_args: list[str], secret_dir: Path) -> None:
+    """Format the KRaft storage ``props`` names with ``cluster_id`` (``java_cp``: java, its flags, -cp).
+    ``secret_args`` (a secure broker's SCRAM credentials) go in a 0600 ``@file`` in ``secret_dir``,
+    deleted afterwards, so no other user can read them off the process list."""
+    argfile = write_argument_file(secret_dir, secret_args) if secret_args else None
+    try:
+        fmt = subprocess.run(
+            [*java_cp, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props),
+             *([f"@{argfile}"] if argfile else [])],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )  # fmt: skip
+    finally:
+        if argfile is not None:
+            argfile.unlink(missing_ok=True)
     if fmt.returncode != 0:
-        raise BrokerError("formatting KRaft storage failed: " + (fmt.stderr or fmt.stdout).strip()[-300:])
+        lines = (fmt.stderr or fmt.stdout).strip().splitlines()
+        shown = [ln for ln in lines if "scram" not in ln.lower()]  # never echo a credential back
+        raise BrokerError("formatting KRaft storage failed: " + " | ".join(shown)[-300:])
 
 
 def _wait_until_serving(proc: subprocess.Popen, port: int, timeout_s: float, data_dir: Path, ca: Path | None) -> None:

@@ -15,21 +15,25 @@ Files with secrets are 0600; nothing here ever prints a secret, only paths.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import ipaddress
 import json
 import os
 import secrets
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-ROLES: tuple[str, ...] = ("admin", "learner", "replay", "actor", "serve")
+# "host": the trained hosts' own client (writes `state`, reads `commands`), so no host needs `admin`.
+ROLES: tuple[str, ...] = ("admin", "learner", "replay", "actor", "serve", "host")
 BROKER_PRINCIPAL = "broker"
 SCRAM_MECHANISM = "SCRAM-SHA-512"
 SCRAM_ITERATIONS = 8192
@@ -52,28 +56,37 @@ class SecurityFiles:
     def credentials(self, role: str) -> Path:
         return self.directory / "credentials" / f"{role}.json"
 
-    def exists(self) -> bool:
-        return self.ca.exists() and self.keystore.exists() and all(self.credentials(r).exists() for r in ROLES)
 
-
-def ensure_security(directory: Path) -> SecurityFiles:
-    """TLS material (fresh if missing or near its end) and the roles' credentials (made once).  A role's
-    file is all a client needs besides the bootstrap address (`tamiyo ... --kafka-credentials FILE`)."""
+def ensure_security(directory: Path, formatted: bool = False) -> SecurityFiles:
+    """TLS material (fresh if missing, near its end or not signed by ``ca.pem``) and the roles'
+    credentials (made once).  A role's file is all a client needs besides the bootstrap address
+    (`tamiyo ... --kafka-credentials FILE`).  ``formatted``: the broker's storage already holds the
+    roles' SCRAM credentials, so a lost credentials file cannot be made again (ValueError)."""
     files = SecurityFiles(directory)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    (directory / "credentials").mkdir(exist_ok=True, mode=0o700)
-    if not _certificate_fresh(files.keystore):
+    for d in (directory, directory / "credentials"):
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        d.chmod(0o700)  # mkdir's mode does nothing to a directory that was already there
+    if not _certificate_fresh(files):
         _write_tls(files)
-    for role in ROLES:
-        if not files.credentials(role).exists():
-            secret = {"username": role, "password": secrets.token_urlsafe(24), "sasl_mechanism": SCRAM_MECHANISM,
-                      "security_protocol": "SASL_SSL", "ssl_cafile": str(files.ca.resolve())}  # fmt: skip
-            write_private(files.credentials(role), json.dumps(secret).encode())
+    missing = [r for r in ROLES if not files.credentials(r).exists()]
+    if formatted and missing:
+        raise ValueError(
+            f"{files.credentials(missing[0])} is missing and the broker's storage was formatted with its SCRAM "
+            "credentials: restore the file, or start a broker on a new --data-dir"
+        )
+    for role in missing:
+        secret = {"username": role, "password": secrets.token_urlsafe(24), "sasl_mechanism": SCRAM_MECHANISM,
+                  "security_protocol": "SASL_SSL", "ssl_cafile": str(files.ca.resolve())}  # fmt: skip
+        write_private(files.credentials(role), json.dumps(secret).encode())
     return files
 
 
 def read_credentials(path: Path) -> dict[str, str]:
-    data = json.loads(path.read_text())
+    """A role's credentials; ValueError (one line) if the file is missing, unreadable or not one."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read credentials {path}: {err}") from None
     if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("username", "password")):
         raise ValueError(f"{path}: not a credentials file (username, password)")
     return data
@@ -81,7 +94,8 @@ def read_credentials(path: Path) -> dict[str, str]:
 
 def scram_format_arguments(files: SecurityFiles) -> list[str]:
     """``--add-scram`` arguments for `kafka-storage format`: each role's SCRAM-SHA-512 salted password
-    (RFC 5802 Hi = PBKDF2-HMAC-SHA-512), so the plain passwords never appear on a command line."""
+    (RFC 5802 Hi = PBKDF2-HMAC-SHA-512).  A salted password is as good as the password for logging in:
+    these go to the format command in an argument file (`write_argument_file`), never on its command line."""
     args: list[str] = []
     for role in ROLES:
         password = read_credentials(files.credentials(role))["password"]
@@ -93,21 +107,39 @@ def scram_format_arguments(files: SecurityFiles) -> list[str]:
     return args
 
 
+def write_argument_file(directory: Path, args: list[str]) -> Path:
+    """``args`` one per line in a 0600 file of ``directory``, for a Java tool's ``@file`` argument."""
+    if any("\n" in a for a in args):
+        raise ValueError("an argument with a newline cannot go into an argument file")
+    path = directory / f".args-{secrets.token_hex(8)}"
+    write_private(path, "".join(f"{a}\n" for a in args).encode())
+    return path
+
+
 def write_private(path: Path, data: bytes) -> None:
-    """``data`` to ``path`` readable by its owner only, replacing it atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def _certificate_fresh(keystore: Path) -> bool:
+    """``data`` to ``path`` readable by its owner only, replacing it atomically (and durably)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600, O_EXCL, a fresh name
     try:
-        cert = x509.load_pem_x509_certificate(keystore.read_bytes())
-    except (OSError, ValueError):
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _certificate_fresh(files: SecurityFiles) -> bool:
+    """The broker certificate exists, is signed by the CA in ``ca.pem`` and has more than a week left."""
+    try:
+        cert = x509.load_pem_x509_certificate(files.keystore.read_bytes())
+        ca = x509.load_pem_x509_certificate(files.ca.read_bytes())
+        cert.verify_directly_issued_by(ca)
+    except (OSError, ValueError, TypeError, InvalidSignature):
         return False
-    return cert.not_valid_after_utc - dt.datetime.now(dt.UTC) > RENEW_WITHIN
+    return min(cert.not_valid_after_utc, ca.not_valid_after_utc) - dt.datetime.now(dt.UTC) > RENEW_WITHIN
 
 
 def _write_tls(files: SecurityFiles) -> None:
@@ -162,6 +194,8 @@ def _write_tls(files: SecurityFiles) -> None:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     pem = serialization.Encoding.PEM
+    # The CA first: a crash between the two leaves a keystore that `_certificate_fresh` sees is not
+    # signed by ca.pem, so the next `up` makes both again.
+    write_private(files.ca, ca.public_bytes(pem))
+    files.ca.chmod(0o644)  # public: what clients verify the broker with
     write_private(files.keystore, key_pem + cert.public_bytes(pem) + ca.public_bytes(pem))
-    files.ca.write_bytes(ca.public_bytes(pem))  # public: what clients verify the broker with
-    files.ca.chmod(0o644)

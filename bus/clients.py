@@ -13,10 +13,11 @@ import asyncio
 import json
 import os
 import ssl
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -82,8 +83,9 @@ def add_kafka_arguments(parser: argparse.ArgumentParser, bootstrap_required: boo
     )
     g.add_argument(
         "--security-protocol",
-        default=env("TAMIYO_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+        default=env("TAMIYO_KAFKA_SECURITY_PROTOCOL"),
         choices=["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"],
+        help="default: the credentials file's, else PLAINTEXT",
     )
     g.add_argument("--sasl-mechanism", default=env("TAMIYO_KAFKA_SASL_MECHANISM"))
     g.add_argument("--sasl-username", default=env("TAMIYO_KAFKA_SASL_USERNAME"))
@@ -107,14 +109,11 @@ def add_kafka_arguments(parser: argparse.ArgumentParser, bootstrap_required: boo
 def settings_from_args(args: argparse.Namespace, bootstrap: str | None = None) -> KafkaSettings:
     boot = bootstrap or args.bootstrap
     if not boot:
-        raise SystemExit("error: no Kafka cluster given: pass --bootstrap or set TAMIYO_KAFKA_BOOTSTRAP")
+        _fail("error: no Kafka cluster given: pass --bootstrap or set TAMIYO_KAFKA_BOOTSTRAP")
     given = credentials_file(args.kafka_credentials) if getattr(args, "kafka_credentials", None) else {}
-    protocol = args.security_protocol
-    if protocol == "PLAINTEXT" and "security_protocol" in given:  # PLAINTEXT is the flag's default
-        protocol = given["security_protocol"]
     return KafkaSettings(
         bootstrap=boot,
-        security_protocol=protocol,
+        security_protocol=args.security_protocol or given.get("security_protocol") or "PLAINTEXT",
         sasl_mechanism=args.sasl_mechanism or given.get("sasl_mechanism"),
         sasl_username=args.sasl_username or given.get("username"),
         sasl_password=args.sasl_password or given.get("password"),
@@ -129,10 +128,16 @@ def credentials_file(path: str) -> dict[str, str]:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
-        raise SystemExit(f"error: cannot read Kafka credentials {path}: {err}") from None
+        _fail(f"error: cannot read Kafka credentials {path}: {err}")
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise SystemExit(f"error: {path} is not a Kafka credentials file (a JSON object of strings)")
+        _fail(f"error: {path} is not a Kafka credentials file (a JSON object of strings)")
     return data
+
+
+def _fail(message: str) -> NoReturn:
+    """A configuration error: one line on stderr, exit status 2 (as argparse's own)."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
 
 
 def make_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:

@@ -45,7 +45,10 @@ class RunKeys:
 def run_keys(signing_key: str | None, trusted_keys: str | None, keys_dir: Path) -> RunKeys:
     """The run's keys: the given signing key (and trusted set), else a fresh keypair in ``keys_dir``."""
     keys_dir = keys_dir.resolve()  # the children may not share our working directory
-    given = signing_key or os.environ.get(SIGNING_ENV) or None
+    from_env = os.environ.get(SIGNING_ENV)
+    if signing_key is None and from_env is not None and not from_env.strip():
+        raise KeyConfigError(f"{SIGNING_ENV} is set but empty")
+    given = signing_key or from_env or None
     trusted_spec = trusted_keys or os.environ.get(TRUSTED_ENV) or ""
     extra = tuple(Path(p) for p in trusted_spec.split(",") if p.strip())
     try:
@@ -56,9 +59,12 @@ def run_keys(signing_key: str | None, trusted_keys: str | None, keys_dir: Path) 
         path = Path(given).resolve()
         signer = load_signer(path)
         # The readers need its public key as a file: written next to the run (a public key is no secret).
-        keys_dir.mkdir(parents=True, exist_ok=True)
         public = keys_dir / PUBLIC_NAME
-        public.write_bytes(signer.public_pem())
+        try:
+            keys_dir.mkdir(parents=True, exist_ok=True)
+            public.write_bytes(signer.public_pem())
+        except OSError as err:
+            raise KeyFileError(f"cannot write {public}: {err}") from None
         trusted = (public, *(p.resolve() for p in extra))
         load_trusted(trusted)  # malformed ones fail here, not in every child
         return RunKeys(path, trusted, signer.key_id, False)

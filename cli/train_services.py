@@ -19,12 +19,9 @@ from tamiyo.bus.processes import set_parent_death_signal, terminate
 from tamiyo.cli.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
-# Variables that carry a secret or a service's identity: never inherited from `tamiyo train`'s own
-# environment, only set per child (`ServiceProcesses.spawn`).
-PRIVATE_ENV = frozenset({
-    "TAMIYO_POLICY_SIGNING_KEY", "TAMIYO_POLICY_TRUSTED_KEYS",
-    "TAMIYO_KAFKA_SASL_USERNAME", "TAMIYO_KAFKA_SASL_PASSWORD", "TAMIYO_KAFKA_SSL_CERTFILE", "TAMIYO_KAFKA_SSL_KEYFILE",
-})  # fmt: skip
+# Variables that say how to reach Kafka or carry a key: never inherited from `tamiyo train`'s own
+# environment (its credentials file, a signing key, a password), only set per child (`spawn`).
+PRIVATE_ENV_PREFIXES = ("TAMIYO_KAFKA_", "TAMIYO_POLICY_", "TAMIYO_DEV_KEYS_DIR")
 
 
 def service_commands(config: TrainConfig, out_dir: Path, bootstrap: str) -> dict[str, list[str]]:
@@ -75,7 +72,7 @@ class Child:
     proc: subprocess.Popen
     log_path: Path
     cmd: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)  # set for this service on top of the parent's (keys, Kafka)
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # this service's own (keys, Kafka credentials)
     restarts: int = 0  # how many times this service was started again before this process
     exited_at: float | None = None  # when supervision first saw this process gone
 
@@ -129,7 +126,7 @@ class ServiceProcesses:
         log_path = self.logs_dir / f"{name}.log"
         # Keys and credentials reach a child only through its own ``env``: one the parent was given for
         # itself (a signing key, a password) is not inherited by every service.
-        env = {k: v for k, v in os.environ.items() if k not in PRIVATE_ENV} | own_env
+        env = {k: v for k, v in os.environ.items() if not k.startswith(PRIVATE_ENV_PREFIXES)} | own_env
         if self.torch_threads:
             n = str(self.torch_threads)
             env |= {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}

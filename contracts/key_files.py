@@ -27,27 +27,41 @@ class KeyFileError(ValueError):
 
 def write_keypair(directory: Path, *, overwrite: bool = False) -> tuple[Path, Path, PolicySigner]:
     """A fresh keypair in ``directory`` (created 0700 if missing); refuses to replace one unless asked."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     private, public = directory / PRIVATE_NAME, directory / PUBLIC_NAME
     if private.exists() and not overwrite:
         raise KeyFileError(f"{private} already exists (pass --force to replace it)")
     signer = PolicySigner.generate()
-    _write_atomically(private, signer.private_pem(), 0o600, replace=True)
-    _write_atomically(public, signer.public_pem(), 0o644, replace=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _write_atomically(private, signer.private_pem(), 0o600, replace=True)
+        _write_atomically(public, signer.public_pem(), 0o644, replace=True)
+    except OSError as err:
+        raise KeyFileError(f"cannot write the keypair in {directory}: {err}") from None
     return private, public, signer
 
 
 def ensure_keypair(directory: Path) -> PolicySigner:
     """The keypair in ``directory``, made on first use.  Safe when several processes race to make it:
     the private key is linked into place only if absent, and every process then loads the winner."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     private, public = directory / PRIVATE_NAME, directory / PUBLIC_NAME
-    if not private.exists():
-        _write_atomically(private, PolicySigner.generate().private_pem(), 0o600, replace=False)
-    signer = load_signer(private)
-    if not public.exists() or trusted_from_pems({str(public): public.read_bytes()}).ids != [signer.key_id]:
-        _write_atomically(public, signer.public_pem(), 0o644, replace=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not private.exists():
+            _write_atomically(private, PolicySigner.generate().private_pem(), 0o600, replace=False)
+        signer = load_signer(private)
+        if _public_key_id(public) != signer.key_id:  # missing, damaged or another key's: it is derived, remake it
+            _write_atomically(public, signer.public_pem(), 0o644, replace=True)
+    except OSError as err:
+        raise KeyFileError(f"cannot make the keypair in {directory}: {err}") from None
     return signer
+
+
+def _public_key_id(path: Path) -> str | None:
+    try:
+        ids = trusted_from_pems({str(path): path.read_bytes()}).ids
+    except (OSError, ValueError):
+        return None
+    return ids[0] if len(ids) == 1 else None
 
 
 def load_signer(path: Path) -> PolicySigner:
@@ -95,8 +109,15 @@ def _write_atomically(path: Path, data: bytes, mode: int, *, replace: bool) -> N
         if replace:
             os.replace(tmp, path)
         else:
-            with contextlib.suppress(FileExistsError):  # another process made it first: theirs stands
-                os.link(tmp, path)
+            try:
+                os.link(tmp, path)  # only if absent: another process that made it first wins
+            except FileExistsError:
+                pass
+            except OSError:  # a filesystem without hard links: an exclusive create does the same
+                with contextlib.suppress(FileExistsError):
+                    fd2 = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+                    with os.fdopen(fd2, "wb") as f:
+                        f.write(data)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

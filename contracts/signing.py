@@ -89,9 +89,11 @@ class PolicySigner:
 
 
 def _signed_bytes(s: pb.PolicySnapshot) -> bytes:
-    config_digest = hashlib.sha256(s.config_json.encode()).hexdigest()
-    fields = (s.policy_id, str(s.version), s.sha256.hex(), config_digest, s.algo, str(s.learner_step))
-    return _DOMAIN + "\n".join((*fields, str(s.created_at_ns), s.key_id)).encode()
+    """Every field that changes what a reader does, each length-prefixed (no two snapshots share bytes)."""
+    config_digest = hashlib.sha256(s.config_json.encode()).digest()
+    fields = (s.policy_id.encode(), str(s.version).encode(), s.sha256, config_digest, s.algo.encode(),
+              str(s.learner_step).encode(), str(s.created_at_ns).encode(), s.key_id.encode())  # fmt: skip
+    return _DOMAIN + b"".join(len(f).to_bytes(4, "big") + f for f in fields)
 
 
 def sign_snapshot(
@@ -123,7 +125,7 @@ def verify_snapshot(snap: pb.PolicySnapshot, trusted: TrustedKeys, max_weights_b
     """Raise `SignatureError`/`OversizeError` unless ``snap`` is intact and signed by a key in ``trusted``."""
     if len(snap.weights) > max_weights_bytes:
         raise OversizeError(f"snapshot weights of {len(snap.weights)} bytes exceed cap {max_weights_bytes}")
-    if len(snap.config_json) > MAX_CONFIG_BYTES:
+    if len(snap.config_json.encode()) > MAX_CONFIG_BYTES:  # bytes, not characters (the envelope capped both)
         raise OversizeError("snapshot config larger than 1 MiB")
     if len(snap.signature) != SIGNATURE_BYTES:
         scheme = " (the retired HMAC scheme?)" if len(snap.signature) == 32 else ""

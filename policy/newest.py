@@ -25,10 +25,15 @@ class NewestVerified:
             self.newest = snap
 
 
+MAX_VERSION = 2**48  # a learner publishing one snapshot per millisecond takes ~9,000 years to get here
+
+
 class NewestVersion:
     """The newest version of ``policy_id`` among the snapshots offered; -1 if none.
 
-    Signed or not: a version number that is already on the topic is never handed out again."""
+    Signed or not: a version number that is already on the topic is never handed out again.  Versions
+    above `MAX_VERSION` are ignored: on a topic anyone may write, a forged 2**64 - 1 would otherwise make
+    the next number overflow the wire's uint64 and a restarted learner crash-loop."""
 
     def __init__(self, policy_id: str) -> None:
         self.policy_id = policy_id
@@ -39,5 +44,5 @@ class NewestVersion:
             snap = decode_envelope(value, expect=pb.PolicySnapshot).payload  # a tombstone (None) fails here
         except LeylineError:
             return
-        if snap.policy_id == self.policy_id:
+        if snap.policy_id == self.policy_id and int(snap.version) <= MAX_VERSION:
             self.version = max(self.version, int(snap.version))

@@ -11,7 +11,13 @@ import pytest
 
 from tamiyo.bus.acls import DESCRIBE, GROUP, READ, TOPIC, WRITE, run_acls
 from tamiyo.bus.broker_files import secure_server_properties
-from tamiyo.bus.broker_security import ROLES, ensure_security, read_credentials, scram_format_arguments
+from tamiyo.bus.broker_security import (
+    ROLES,
+    ensure_security,
+    read_credentials,
+    scram_format_arguments,
+    write_argument_file,
+)
 from tamiyo.bus.clients import KafkaSettings, add_kafka_arguments, settings_from_args
 
 
@@ -37,6 +43,8 @@ def test_run_acls_are_the_least_privilege_table_and_name_only_this_run():
     groups = {(p, name, o) for p, kind, name, o in granted if kind == GROUP}
     own = {("User:replay", "tamiyo-replay-r1", READ), ("User:learner", "tamiyo-learner-r1", READ)}
     own |= {("User:serve", "tamiyo-serve-r1", READ), ("User:actor", "tamiyo-replay-r1", DESCRIBE)}
+    own |= {("User:host", "tamiyo-host-r1", READ)}
+    assert topics("host", WRITE) == {"state"} and topics("host", READ) == {"commands"}
     assert groups == own
     assert all(name.startswith(("tamiyo.r1.", "tamiyo-")) and "r1" in name for _, _, name, _ in granted)
     assert not any(p == "User:admin" for p, *_ in granted)  # a super user needs none
@@ -54,6 +62,19 @@ def test_security_files_are_private_and_the_broker_config_secures_every_listener
     args = scram_format_arguments(files)
     assert args.count("--add-scram") == len(ROLES)
     assert not any(c["password"] in " ".join(args) for c in creds.values())  # salted, never the password
+    # A lost credentials file cannot be made again once the storage holds the SCRAM credentials.
+    files.credentials("serve").rename(tmp_path / "away.json")
+    with pytest.raises(ValueError, match=r"serve\.json is missing and the broker's storage was formatted"):
+        ensure_security(tmp_path / "security", formatted=True)
+    (tmp_path / "away.json").rename(files.credentials("serve"))
+    # A keystore that ca.pem did not sign (a crash between the two writes, a replaced CA) is made again.
+    keystore = files.keystore.read_bytes()
+    other = ensure_security(tmp_path / "other")
+    files.ca.write_bytes(other.ca.read_bytes())
+    ensure_security(tmp_path / "security")
+    assert files.keystore.read_bytes() != keystore and files.ca.read_bytes() != other.ca.read_bytes()
+    argfile = write_argument_file(files.directory, args)
+    assert stat.S_IMODE(argfile.stat().st_mode) == 0o600 and argfile.read_text().splitlines() == args
     props = secure_server_properties(tmp_path, 9093, 9094, 9095, files)
     assert "listener.security.protocol.map=CONTROLLER:SSL,INTERNAL:SSL,SASL_SSL:SASL_SSL" in props
     assert "PLAINTEXT" not in props.replace("SASL_SSL", "")
@@ -94,5 +115,6 @@ def test_a_credentials_file_fills_what_the_flags_leave_unset(tmp_path, monkeypat
     )
     assert flags.sasl_username == "other" and flags.sasl_password == "pw"
     path.write_text("[1, 2]")
-    with pytest.raises(SystemExit, match="not a Kafka credentials file"):
+    with pytest.raises(SystemExit) as exit_:
         _parse(["--bootstrap", "h:1", "--kafka-credentials", str(path)], {}, monkeypatch)
+    assert exit_.value.code == 2

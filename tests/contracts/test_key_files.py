@@ -75,4 +75,6 @@ def test_processes_racing_to_make_the_dev_keypair_all_get_the_same_one(tmp_path)
         p.join(timeout=30)
     assert len(ids) == 1
     assert load_signer(tmp_path / "dev" / PRIVATE_NAME).key_id == ids.pop()
+    (tmp_path / "dev" / PUBLIC_NAME).write_text("damaged")  # derived from the private key: made again
+    assert ensure_keypair(tmp_path / "dev").key_id == load_trusted([tmp_path / "dev" / PUBLIC_NAME]).ids[0]
     assert load_trusted([tmp_path / "dev" / PUBLIC_NAME]).ids == [load_signer(tmp_path / "dev" / PRIVATE_NAME).key_id]

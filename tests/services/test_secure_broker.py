@@ -32,6 +32,7 @@ WRITES = {
     "replay": {"batches", "deadletter", "telemetry"},
     "learner": {"priorities", "policy", "telemetry", "deadletter"},
     "serve": {"commands", "deadletter", "telemetry"},
+    "host": {"state"},
 }
 
 
@@ -63,6 +64,7 @@ async def test_a_client_needs_tls_and_the_right_scram_password(secure_broker):
 def test_secrets_are_private_files_and_never_printed(secure_broker):
     data_dir = Path(secure_broker.data_dir)
     assert stat.S_IMODE((data_dir / "security").stat().st_mode) == 0o700
+    assert not list((data_dir / "security").glob(".args-*"))  # the format's argument file is gone
     secret_files = [data_dir / "security" / "broker.pem", data_dir / "server.properties"]
     for path in [*secret_files, *map(Path, secure_broker.credentials.values())]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
@@ -82,6 +84,7 @@ async def test_each_role_writes_only_its_own_topics_of_its_own_run(secure_broker
     await ensure_topics(admin, topics)
     await ensure_topics(admin, other)  # another run on the same broker: no ACLs granted for it
     assert len(await grant_run_acls(admin, run_name)) == len(run_acls(run_name))
+    assert set(WRITES) | {"admin"} == set(ROLES)
     for role, allowed in WRITES.items():
         producer = make_producer(secure_broker.settings(role), request_timeout_ms=10_000)
         await producer.start()
@@ -105,8 +108,8 @@ async def test_each_role_writes_only_its_own_topics_of_its_own_run(secure_broker
 
         ends = await reader.end_offsets([TopicPartition(topics.name(t), 0) for t in LOGICAL_TOPICS])
         written = {tp.topic.rsplit(".", 1)[1]: n for tp, n in ends.items()}
-        assert written["policy"] == 1 and written["state"] == 0  # the learner's one record; nobody may write state
-        assert written["trajectories"] == 1 and written["telemetry"] == len(WRITES)
+        assert written["policy"] == 1 and written["state"] == 1  # the learner's and the host's one record each
+        assert written["trajectories"] == 1 and written["telemetry"] == len(WRITES) - 1  # all but the host
     finally:
         await reader.stop()
     # An actor cannot read another run's policy.

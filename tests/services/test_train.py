@@ -296,6 +296,9 @@ def test_promote_numbers_after_the_newest_version_of_its_policy_id_signed_or_not
     ):
         chooser.offer(record)
     assert chooser.version == 7
+    # A forged, absurd version (anyone may write an unprotected topic) is ignored: the next one must fit a uint64.
+    chooser.offer(_policy_record(2**64 - 1, policy_id="tamiyo-serving", signer=OTHER_SIGNER, seed=0))
+    assert chooser.version == 7
 
 
 def test_services_stop_actors_first_and_the_learner_last_and_a_stubborn_one_is_killed(tmp_path):
@@ -421,10 +424,13 @@ def test_each_service_gets_the_cluster_settings_and_only_the_learner_gets_the_pr
     # A child sees its own variables, not the parent's private ones.
     monkeypatch.setenv("TAMIYO_POLICY_SIGNING_KEY", "/parent/own.pem")
     monkeypatch.setenv("TAMIYO_KAFKA_SASL_PASSWORD", "parent-password")
+    monkeypatch.setenv("TAMIYO_KAFKA_CREDENTIALS", "/parent/admin.json")
+    monkeypatch.setenv("TAMIYO_DEV_KEYS_DIR", "/parent/dev-keys")
     services = ServiceProcesses(tmp_path)
     dump = "import json, os; print(json.dumps(dict(os.environ)))"
     child = services.spawn("actor-0", [sys.executable, "-c", dump], {"TAMIYO_POLICY_TRUSTED_KEYS": "/pub.pem"})
     child.proc.wait(timeout=30)
     seen = json.loads(child.log_path.read_text().strip().splitlines()[-1])
     assert seen["TAMIYO_POLICY_TRUSTED_KEYS"] == "/pub.pem"
-    assert "TAMIYO_POLICY_SIGNING_KEY" not in seen and "TAMIYO_KAFKA_SASL_PASSWORD" not in seen
+    assert not [k for k in seen if k.startswith(("TAMIYO_KAFKA_", "TAMIYO_DEV_")) or k == "TAMIYO_POLICY_SIGNING_KEY"]
+    assert "parent" not in repr(child) and "/pub.pem" not in repr(child)  # a child's env stays out of logs
