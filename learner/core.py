@@ -48,8 +48,22 @@ from tamiyo.policy.verification import VerifiedSnapshot
 
 log = logging.getLogger(__name__)
 ALGOS = ("impala", "ppo")
-UPDATE_SKIPPED = Event("update_skipped", "non-finite loss or gradients, or circuit breaker open", pb.SEVERITY_WARNING)
 LOSS_NAMES = ("policy_loss", "baseline_loss", "value_loss", "entropy_loss", "loss")
+
+
+def skip_reason(metrics: dict[str, float]) -> str:
+    """Why an update made no optimizer step, read from the algorithm's metrics ("" if it made one)."""
+    if metrics.get("skipped", 0.0) == 0.0:
+        return ""
+    if metrics.get("breaker_open"):
+        return "circuit breaker open"
+    if metrics.get("early_stopped") and not metrics.get("skipped_steps"):
+        return "KL early stop before the first step"
+    return "non-finite loss or gradients"
+
+
+def update_skipped(metrics: dict[str, float]) -> Event:
+    return Event("update_skipped", skip_reason(metrics), pb.SEVERITY_WARNING)
 
 
 @dataclass
@@ -322,7 +336,7 @@ class LearnerCore:
             metrics,
             healthy=healthy,
             labels={"algo": self.config.algo},
-            events=() if healthy else (UPDATE_SKIPPED,),
+            events=() if healthy else (update_skipped(metrics),),
         )
         return OutgoingRecord(self.topics.telemetry, self.encoder.encode(packet), b"learner", best_effort=True)
 

@@ -89,8 +89,15 @@ def test_ppo_lr_schedule_warms_up_and_decays():
     assert linear_warmup_decay(55, 100, 10, 0.1) == pytest.approx(0.55)
     assert linear_warmup_decay(100, 100, 10, 0.1) == pytest.approx(0.1)
     assert linear_warmup_decay(500, 100, 10, 0.1) == pytest.approx(0.1)
-    learner = PPOLearner(TamiyoGNN(SCHEMA, SMALL), PPOConfig(total_env_steps=100 * 2048 * 16))
-    assert learner.current_lr() == pytest.approx(3e-4 / 10)
+    # PPO's clock is frames learned from (version x frames per update), whatever the batch shape.
+    learner = PPOLearner(TamiyoGNN(SCHEMA, SMALL), PPOConfig(total_env_steps=100 * 320))
+    assert learner.current_lr(320) == pytest.approx(3e-4 / 10)  # update 0 of a 10-update warm-up
+    learner.version = 10
+    assert learner.current_lr(320) == pytest.approx(3e-4)
+    learner.version = 55
+    assert learner.current_lr(320) == pytest.approx(3e-4 * 0.55)
+    learner.version = 100
+    assert learner.current_lr(320) == pytest.approx(3e-5) == learner.current_lr(640)  # flat after the horizon
 
 
 def test_ppo_defaults_are_the_seed_config():

@@ -126,6 +126,28 @@ def test_host_sim_preset_decays_the_impala_lr_to_zero_over_the_trains_frame_budg
     assert learner_impala("--frames", "1000").lr_schedule == "constant"  # the seed's IMPALA without a preset
 
 
+def test_ppo_over_kafka_decays_its_lr_over_the_frames_the_bus_delivers_not_a_rollout_count(tmp_path):
+    """Issue 14: `tamiyo train --algo ppo --env gym:CartPole-v1 --minutes 1` learns from batches of
+    16 unrolls x 20 steps; its LR used to reach 10% of its start within ~10k frames (the schedule
+    counted 30 updates of 2048 x 16 frames).  Now it follows the frames learned from."""
+    from tamiyo.learner.ppo import PPOLearner
+    from tamiyo.policy.model import TamiyoGNN
+    from tamiyo.producers.envs import make_env
+
+    run = _train_run(tmp_path, "--algo", "ppo", "--env", "gym:CartPole-v1", "--minutes", "1", "--run-id", "p")
+    config = _learner_config(run)
+    frames_per_update = run.config.batch_size * run.config.unroll_length
+    assert frames_per_update == 320
+    learner = PPOLearner(TamiyoGNN(make_env(config.env).schema, config.model), config.ppo)
+    lr0, horizon = config.ppo.learning_rate, config.ppo.total_env_steps
+    learner.version = 10_000 // frames_per_update  # ~10k frames learned
+    assert learner.current_lr(frames_per_update) > 0.98 * lr0
+    learner.version = horizon // frames_per_update // 2  # half the horizon: about half-way down to 10%
+    assert learner.current_lr(frames_per_update) == pytest.approx(lr0 * (1 + 0.1) / 2, rel=0.01)
+    learner.version = horizon // frames_per_update
+    assert learner.current_lr(frames_per_update) == pytest.approx(lr0 * config.ppo.final_lr_ratio, rel=0.01)
+
+
 def _train(bootstrap: str, out: Path, run_id: str, *args: str, timeout: float) -> tuple[dict, Path, float]:
     t0 = time.monotonic()
     proc = subprocess.run(
