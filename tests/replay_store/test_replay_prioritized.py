@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from tamiyo.replay_store.prioritized import PrioritizedReplay
 from tamiyo.replay_store.schedules import LinearBetaSchedule
@@ -17,13 +18,12 @@ def _chi_square(observed: np.ndarray, expected: np.ndarray) -> float:
     return float(np.sum((observed - expected) ** 2 / expected))
 
 
-def _chi_square_critical(df: int, z: float) -> float:
-    """Upper critical value of chi-square(df) at the normal quantile z (Wilson-Hilferty; no scipy)."""
-    c = 2.0 / (9.0 * df)
-    return df * (1.0 - c + z * np.sqrt(c)) ** 3
+def _chi_square_critical(df: int, p: float) -> float:
+    """The chi-square(df) value exceeded with probability ``p`` (scipy.stats)."""
+    return float(stats.chi2.isf(p, df))
 
 
-Z_1E3, Z_1E6 = 3.090, 4.753  # upper-tail normal quantiles for p = 1e-3 and 1e-6
+P_1E3, P_1E6 = 1e-3, 1e-6  # false-alarm rates of the fit and of the misfit checks
 
 
 def _payloads(start: int, count: int) -> list[bytes]:
@@ -47,9 +47,9 @@ def test_sampled_frequencies_match_priorities_chi_square() -> None:
     # Fixed seed: deterministic.  Stratified draws vary less than multinomial ones, so
     # the multinomial chi-square is conservative; p = 1e-3 keeps it far from flaky while
     # still rejecting e.g. alpha=1 (checked below).
-    assert _chi_square(observed, expected) < _chi_square_critical(n - 1, Z_1E3)
+    assert _chi_square(observed, expected) < _chi_square_critical(n - 1, P_1E3)
     wrong = priorities / priorities.sum() * draws
-    assert _chi_square(observed, wrong) > _chi_square_critical(n - 1, Z_1E6)
+    assert _chi_square(observed, wrong) > _chi_square_critical(n - 1, P_1E6)
 
 
 def test_independent_draws_through_the_tree_pass_a_calibrated_chi_square() -> None:
@@ -64,7 +64,7 @@ def test_independent_draws_through_the_tree_pass_a_calibrated_chi_square() -> No
     observed = np.bincount(drawn, minlength=256)[slots]
     assert observed.sum() == draws
     expected = priorities**alpha / np.sum(priorities**alpha) * draws
-    assert _chi_square(observed, expected) < _chi_square_critical(n - 1, Z_1E3)  # fixed seeds: deterministic
+    assert _chi_square(observed, expected) < _chi_square_critical(n - 1, P_1E3)  # fixed seeds: deterministic
 
 
 def test_importance_weights_match_a_naive_computation() -> None:
