@@ -24,7 +24,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-size", type=int, default=None)
     p.add_argument("--samples-per-insert", type=float, default=None)
     p.add_argument("--max-in-flight", type=int, default=d.max_in_flight)
-    p.add_argument("--max-policy-lag", type=int, default=d.max_policy_lag)
+    p.add_argument(
+        "--max-policy-lag", type=int, default=d.max_policy_lag, help="fifo: drop items this many versions old"
+    )
+    p.add_argument(
+        "--max-staleness",
+        type=int,
+        default=d.max_staleness,
+        help="prioritized: never sample items more than this many policy versions old again (negative: no cap)",
+    )
     p.add_argument("--snapshot-path", default=None, help="on-disk snapshot (restored on start)")
     p.add_argument("--snapshot-every", type=float, default=d.snapshot_every_s)
     p.add_argument("--telemetry-every", type=float, default=d.telemetry_every_s)
@@ -55,6 +63,7 @@ def _handle(args: argparse.Namespace) -> int:
         samples_per_insert=args.samples_per_insert,
         max_in_flight=args.max_in_flight,
         max_policy_lag=args.max_policy_lag,
+        max_staleness=args.max_staleness if args.max_staleness is not None and args.max_staleness >= 0 else None,
         snapshot_path=args.snapshot_path,
         snapshot_every_s=args.snapshot_every,
         telemetry_every_s=args.telemetry_every,

@@ -10,7 +10,8 @@ what to publish, what to dead-letter and which offsets are safe to commit:
    the rate limiter allows sampling (prioritized: sum-tree sampling with IS weights; fifo: oldest fresh
    items first, each exactly once, stale ones dropped);
 3. `apply_acks`: `PriorityUpdate`s (stale indices of evicted items are ignored by key); each counts
-   its batch as acknowledged;
+   its batch as acknowledged; in prioritized mode the learner's version also retires items older than
+   ``max_staleness`` versions (never sampled again);
 4. `snapshot_if_due`: in prioritized mode with a snapshot path, an atomic on-disk snapshot, after which
    the offsets it covers may be committed.
 
@@ -249,6 +250,8 @@ class ReplayCore:
         assert isinstance(self.store, PrioritizedReplay)
         if len(self.store) < self.min_size:
             return []
+        if self.store.min_policy_version and self.store.live_count() < self.min_size:
+            return []  # retired items still in the ring do not count
         self._beta = self.beta(self.stats.batches_published)
         s = self.store.sample(self.config.batch_size, beta=self._beta)
         return [
@@ -296,6 +299,7 @@ class ReplayCore:
                 rejected.append((i, err))
                 continue
             self.policy_version = max(self.policy_version, int(update.learner_step))
+            self._retire_stale()
             if self.outstanding.pop(int(update.batch_id), None) is None:
                 self.stats.stale_acks += 1  # another replay's batch, or one that timed out
             else:
@@ -311,6 +315,16 @@ class ReplayCore:
                     np.asarray(update.keys, dtype=np.int64),
                 )
         return rejected
+
+    def _retire_stale(self) -> None:
+        """Prioritized mode: stop sampling items too old for the learner's version (ReplayConfig.max_staleness)."""
+        cap = self.config.max_staleness
+        if cap is None or not isinstance(self.store, PrioritizedReplay):
+            return
+        size = len(self.store)
+        self.store.retire_older_than(self.policy_version - cap)
+        if len(self.store) < size:  # the retired prefix of the ring was freed
+            self.limiter.record_delete(size - len(self.store))
 
     # ------------------------------------------------------------ 4. durability
 

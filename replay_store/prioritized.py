@@ -12,6 +12,11 @@ update and updates for items evicted in the meantime are dropped (and counted)
 instead of landing on the newer item in that slot.  (``add``'s ``keys`` are the
 other kind of key: ``(producer id, sequence)`` for dedup.)
 
+A staleness cap (``retire_older_than``): an item whose behaviour policy is older than a given version
+gets priority 0, so it is never sampled again, and priority updates cannot bring it back; the oldest
+slots are freed at once when they are retired, the others when the ring reaches them.  Unrolls arrive
+roughly in the order they were made, so the retired items are almost always a prefix of the ring.
+
 One writer and one sampler may call from different threads: every public method
 holds one lock, and none of them does per-item Python work while holding it.
 """
@@ -65,6 +70,8 @@ class PrioritizedReplay:
         self.rng = rng if rng is not None else np.random.default_rng(seed)
         self.max_priority = 1.0  # raw priority given to new items without one (running max, as in PER)
         self.stale_updates = 0
+        self.min_policy_version = 0  # items made by an older policy are retired (never sampled)
+        self.retired_total = 0
         self.lock = threading.Lock()
 
     @property
@@ -107,6 +114,10 @@ class PrioritizedReplay:
                 leaf_values = given_leaves[stored]
                 if new_slots.size:
                     self.max_priority = max(self.max_priority, float(raw[stored].max()))
+            too_old = self.storage.policy_versions[new_slots] < self.min_policy_version
+            if too_old.any():  # made by a retired policy: stored (its key is seen), never sampled
+                leaf_values = np.where(too_old, 0.0, leaf_values)
+                self.retired_total += int(too_old.sum())
             # Evicted slots not refilled by this put must stop being sampled.
             vacated = put.vacated_slots
             if vacated.size:
@@ -139,6 +150,7 @@ class PrioritizedReplay:
                 if ids.shape != idx.shape:
                     raise ValueError("keys must match indices")
                 live &= current == ids
+            live &= self.storage.policy_versions[idx] >= self.min_policy_version  # retired stays retired
             applied = int(live.sum())
             self.stale_updates += idx.size - applied
             if applied:
@@ -146,13 +158,40 @@ class PrioritizedReplay:
                 self.max_priority = max(self.max_priority, float(raw[live].max()))
             return applied
 
+    def retire_older_than(self, min_policy_version: int) -> int:
+        """Never sample items whose behaviour policy version is below ``min_policy_version`` again, and free
+        the retired prefix of the ring; returns how many were retired now.  The bound only rises."""
+        with self.lock:
+            st = self.storage
+            retired = 0
+            if min_policy_version > self.min_policy_version:
+                self.min_policy_version = int(min_policy_version)
+                order = st.slots_in_order()
+                stale = order[(st.policy_versions[order] < self.min_policy_version) & (self.tree.get(order) > 0)]
+                if stale.size:
+                    self.tree.set_unchecked(stale, np.zeros(stale.size))
+                    retired = int(stale.size)
+                    self.retired_total += retired
+            if st.size and st.policy_versions[st.head] < self.min_policy_version:  # O(1) when nothing to free
+                order = st.slots_in_order()
+                old = st.policy_versions[order] < self.min_policy_version
+                st.pop_oldest(old.size if old.all() else int(np.argmin(old)))  # leaves already 0
+            return retired
+
+    def live_count(self) -> int:
+        """Items that can still be sampled (stored and not retired)."""
+        with self.lock:
+            st = self.storage
+            order = st.slots_in_order()
+            return int((st.policy_versions[order] >= self.min_policy_version).sum())
+
     # ------------------------------------------------------------------ reads
     def sample(self, batch_size: int, beta: float = 0.4) -> Sample:
         if beta < 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
         with self.lock:
-            if len(self.storage) == 0:
-                raise ValueError("cannot sample from an empty replay")
+            if len(self.storage) == 0 or self.tree.total <= 0:
+                raise ValueError("cannot sample from an empty replay (or one whose items are all retired)")
             idx = self.tree.sample_stratified(batch_size, self.rng)
             total = self.tree.total
             leaf = self.tree.get(idx)
@@ -182,6 +221,8 @@ class PrioritizedReplay:
                 "duplicates_total": st.duplicates_total,
                 "oversized_total": st.oversized_total,
                 "stale_updates": self.stale_updates,
+                "retired_total": self.retired_total,
+                "min_policy_version": self.min_policy_version,
                 "priority_total": self.tree.total,
                 "max_priority": self.max_priority,
             }

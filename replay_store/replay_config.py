@@ -24,6 +24,10 @@ class ReplayConfig:
     max_in_flight: int = 2  # batches published and not yet acknowledged by the learner
     ack_timeout_s: float = 120.0  # an unacknowledged batch stops counting after this long
     max_policy_lag: int = 4  # fifo: items older than this many policy versions are dropped
+    # prioritized: items made by a policy more than this many versions behind the learner are never sampled
+    # again (V-trace truncates their importance weights, so they would cost learner time and teach little);
+    # None: no cap.  At the default 100k capacity a buffer otherwise serves unrolls of any age.
+    max_staleness: int | None = 1000
     snapshot_path: str | None = None
     snapshot_every_s: float = 10.0
     telemetry_every_s: float = 5.0

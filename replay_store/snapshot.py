@@ -4,7 +4,8 @@ File format: an uncompressed numpy ``.npz`` (a zip of ``.npy`` arrays), written 
 read with ``allow_pickle=False`` so loading a file never runs code.  Arrays:
 
 - ``format`` (str): ``"tamiyo.replay_store.snapshot"``; ``version`` (int64): 1.
-- ``config`` (str): JSON with capacity, alpha, eps, max_bytes, max_priority, head,
+- ``config`` (str): JSON with capacity, alpha, eps, max_bytes, max_priority, the staleness cap
+  (min_policy_version, retired_total; 0 when absent), head,
   next_item_id, counters and the RNG state (bit generator name + state).
 - Items, oldest first, one entry each: ``payload_offsets`` (int64, n+1) into
   ``payload_blob`` (uint8, the payloads back to back), ``item_ids``,
@@ -82,6 +83,9 @@ def load_replay_snapshot(path: str | Path, clock: Callable[[], float] = time.tim
         replay.tree.rebuild(leaves)
     replay.max_priority = float(config["max_priority"])
     replay.stale_updates = int(config["stale_updates"])
+    # Absent from snapshots written before the staleness cap: nothing retired then.
+    replay.min_policy_version = int(config.get("min_policy_version", 0))
+    replay.retired_total = int(config.get("retired_total", 0))
     return replay
 
 
@@ -99,6 +103,8 @@ def _capture(replay: PrioritizedReplay) -> dict[str, np.ndarray]:
             "max_bytes": st.max_bytes,
             "max_priority": replay.max_priority,
             "stale_updates": replay.stale_updates,
+            "min_policy_version": replay.min_policy_version,
+            "retired_total": replay.retired_total,
             "head": st.head,
             "next_item_id": st.next_item_id,
             "counters": {

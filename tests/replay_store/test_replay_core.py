@@ -17,7 +17,7 @@ from tamiyo.contracts.errors import (
     SchemaVersionError,
 )
 from tamiyo.contracts.examples import example_unroll
-from tamiyo.contracts.packing import unroll_to_proto
+from tamiyo.contracts.packing import unroll_from_proto, unroll_to_proto
 from tamiyo.contracts.proto import leyline_pb2 as pb
 from tamiyo.replay_store.core import IncomingRecord, ReplayCore
 from tamiyo.replay_store.replay_config import ReplayConfig
@@ -41,6 +41,11 @@ def _trajectories(count: int, producer_id: str = "actor-0:1", version: int = 0, 
         unroll.policy_versions[:] = version
         out.append(encoder.encode(unroll_to_proto(unroll, "example-host")))
     return out
+
+
+def unroll_from_bytes(item: pb.SampledItem):
+    raw = decode_payload_bytes(item.trajectory, item.encoding, item.uncompressed_size)
+    return unroll_from_proto(parse_message(pb.Trajectory, raw))
 
 
 def _records(values: list[bytes | None], partition: str = "p0", first_offset: int = 0) -> list[IncomingRecord]:
@@ -183,6 +188,38 @@ def test_prioritized_offsets_wait_for_a_snapshot_that_contains_them(tmp_path):
     # A restarted core restores the snapshot and counts it towards the sampling minimum.
     restored = ReplayCore(ReplayConfig(batch_size=4, snapshot_path=str(path)))
     assert len(restored.store) == 5 and restored.next_batch() is not None
+
+
+def test_prioritized_never_samples_what_the_staleness_cap_retired_and_a_snapshot_keeps_the_cap(tmp_path):
+    path = tmp_path / "replay.npz"
+    config = ReplayConfig(batch_size=4, max_staleness=2, max_in_flight=8, snapshot_path=str(path), seed=3)
+    core = ReplayCore(config)
+    core.ingest(_records(_trajectories(6, version=0)))
+    core.ingest(_records(_trajectories(6, producer_id="late:1", version=1, seed=1), first_offset=6))
+    first = core.next_batch()
+    assert first is not None
+    # The learner reaches version 3: items of version 0 are now 3 > 2 versions old.
+    assert core.apply_acks([_ack(first, learner_step=3)]) == []
+    assert len(core.store) == 6 and core.limiter.size == 6  # the retired prefix was freed, and counted
+    for _ in range(5):
+        batch = core.next_batch()
+        assert batch is not None
+        versions = {int(unroll_from_bytes(it).policy_versions.min()) for it in batch.items}
+        assert versions == {1}
+    # A version-0 unroll arriving now is stored (its dedup key is seen) but never sampled.
+    core.ingest(_records(_trajectories(1, producer_id="later:1", version=0, seed=2), first_offset=12))
+    assert core.store.live_count() == 6 and core.store.stats()["retired_total"] == 7
+    core.snapshot_if_due(force=True)
+    restored = ReplayCore(config)
+    assert restored.store.min_policy_version == 1 and restored.store.live_count() == 6
+
+
+def test_without_a_staleness_cap_prioritized_keeps_sampling_old_items():
+    core = ReplayCore(ReplayConfig(batch_size=4, max_staleness=None, max_in_flight=8, seed=3))
+    core.ingest(_records(_trajectories(6, version=0)))
+    first = core.next_batch()
+    assert first is not None and core.apply_acks([_ack(first, learner_step=10_000)]) == []
+    assert core.next_batch() is not None and core.store.live_count() == 6
 
 
 def test_committed_keeps_offsets_that_moved_on_since():

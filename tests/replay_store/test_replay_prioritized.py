@@ -1,4 +1,5 @@
-"""PrioritizedReplay: sampling distribution, IS weights, eviction order, stale updates, threads."""
+"""PrioritizedReplay: sampling distribution, IS weights, eviction order, stale updates, the staleness cap,
+threads."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from tamiyo.replay_store.prioritized import PrioritizedReplay
@@ -229,3 +232,62 @@ def test_one_writer_and_one_sampler_thread_do_not_corrupt_the_tree() -> None:
     leaves = tree.leaves()
     assert (leaves[occupied] > 0).all() and (leaves[~occupied] == 0).all()
     assert st.total_bytes == int(st.nbytes.sum()) <= capacity * 40
+
+
+def _meta(versions: list[int], first_sequence: int) -> ItemMeta:
+    n = len(versions)
+    return ItemMeta(
+        producer_ids=["a"] * n, sequences=list(range(first_sequence, first_sequence + n)), policy_versions=versions
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 30), st.integers(1, 6)), min_size=1, max_size=12),
+    st.lists(st.integers(0, 40), min_size=1, max_size=6),
+)
+def test_retired_items_are_never_sampled_or_revived_and_the_retired_prefix_is_freed(puts, bounds) -> None:
+    """Against a naive model: the sampleable items are exactly the stored ones at or above the bound."""
+    replay = PrioritizedReplay(16, alpha=1.0, seed=0)
+    sequence, bound = 0, 0
+    for (version, count), new_bound in zip(puts, [*bounds, *[bounds[-1]] * len(puts)], strict=False):
+        versions = [version + (i % 3) for i in range(count)]  # not sorted: a lagging actor's late unrolls
+        replay.add(_payloads(sequence, count), meta=_meta(versions, sequence))
+        sequence += count
+        replay.retire_older_than(new_bound)
+        bound = max(bound, new_bound)
+        st_ = replay.storage
+        order = st_.slots_in_order()
+        live = order[st_.policy_versions[order] >= bound]
+        # The naive answer: a slot can be sampled iff it holds an item at or above the bound.
+        assert set(np.flatnonzero(replay.tree.leaves() > 0).tolist()) == set(live.tolist())
+        assert replay.live_count() == live.size
+        if len(st_):  # the oldest remaining item is not retired: the retired prefix was freed
+            assert st_.policy_versions[st_.head] >= bound
+        if live.size:
+            sample = replay.sample(32)
+            assert (sample.policy_versions >= bound).all()
+        # A priority update cannot bring a retired item back.
+        if len(st_):
+            replay.update_priorities(order, np.full(order.size, 5.0), st_.item_ids[order])
+            assert set(np.flatnonzero(replay.tree.leaves() > 0).tolist()) == set(live.tolist())
+
+
+def test_an_item_made_by_an_already_retired_policy_is_stored_but_never_sampled() -> None:
+    replay = PrioritizedReplay(8, seed=0)
+    replay.add(_payloads(0, 2), meta=_meta([10, 10], 0))
+    assert replay.retire_older_than(5) == 0 and replay.retire_older_than(3) == 0  # the bound only rises
+    replay.add(_payloads(2, 1), meta=_meta([4], 2))
+    assert len(replay) == 3 and replay.live_count() == 2 and replay.stats()["retired_total"] == 1
+    assert set(replay.sample(64).policy_versions.tolist()) == {10}
+
+
+def test_a_replay_whose_items_are_all_retired_refuses_to_sample() -> None:
+    replay = PrioritizedReplay(8, seed=0)
+    replay.add(_payloads(0, 2), meta=_meta([5, 1], 0))
+    replay.retire_older_than(6)
+    assert len(replay) == 0  # both were a retired prefix: freed
+    replay.add(_payloads(2, 2), meta=_meta([7, 2], 2))
+    replay.retire_older_than(8)
+    with pytest.raises(ValueError, match="retired"):
+        replay.sample(4)
