@@ -4,12 +4,19 @@ A `ReliableSender` keeps at most ``max_in_flight`` records in flight (`slot()` w
 caller's memory stays bounded); each is re-sent with exponential backoff until acknowledged.  After a
 failure the idempotent producer's state can be stale (the broker may have forgotten its producer id),
 so a fresh producer replaces it; only one replacement runs at a time.
+
+Order: records are handed to the producer in submit order, and re-sends too: a record that failed is
+handed over again before any record submitted after it is handed over for the first time, and failed
+records go again in their submit order.  What cannot be undone is a later record that the broker had
+already acknowledged when an earlier one failed: that one stays ahead (at most ``max_in_flight - 1``
+records, and only across a failure); the fifo replay counts it as a redelivery.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -25,11 +32,20 @@ Headers = list[tuple[str, bytes]]
 
 
 class ReliableSender:
-    def __init__(self, settings: KafkaSettings, max_in_flight: int, **producer_overrides: Any) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        max_in_flight: int,
+        *,
+        producer_factory: Callable[[], AIOKafkaProducer] | None = None,
+        **producer_overrides: Any,
+    ) -> None:
+        """``producer_factory``: makes each (fresh) producer; default `make_producer(settings, **overrides)`."""
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
         self.settings = settings
         self.producer_overrides = producer_overrides
+        self._make_producer = producer_factory or (lambda: make_producer(self.settings, **self.producer_overrides))
         self._producer: AIOKafkaProducer | None = None  # made in `start`, inside the running event loop
         self.in_flight = 0
         self._slots = asyncio.Semaphore(max_in_flight)
@@ -44,9 +60,15 @@ class ReliableSender:
         # it in submit order; only the hand-over to the producer is serialised, not the wait for the
         # broker's acknowledgement.
         self._send_order = asyncio.Lock()
+        # Ordered re-delivery: submit order as tickets; the tickets of failed records waiting to be handed
+        # over again.  No record is handed over while a failed one with a smaller ticket waits.
+        self._tickets = itertools.count()
+        self._failed: set[int] = set()
+        self._order_changed = asyncio.Condition(self._send_order)
+        self._wakers: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._producer = make_producer(self.settings, **self.producer_overrides)
+        self._producer = self._make_producer()
         await self._producer.start()
 
     @property
@@ -73,7 +95,8 @@ class ReliableSender:
         """Deliver ``value`` in the background (call `slot()` first); ``on_sent(latency_ms)`` once it is
         acknowledged, ``on_retry(error, backoff_s)`` before every re-send."""
         self.in_flight += 1  # counted from here, not from when the task first runs (back-pressure reads it)
-        task = asyncio.create_task(self._deliver(topic, value, key, headers, on_sent, on_retry))
+        ticket = next(self._tickets)
+        task = asyncio.create_task(self._deliver(ticket, topic, value, key, headers, on_sent, on_retry))
         self._pending.add(task)
         task.add_done_callback(self._done)
 
@@ -85,6 +108,7 @@ class ReliableSender:
 
     async def _deliver(
         self,
+        ticket: int,
         topic: str,
         value: bytes,
         key: bytes | None,
@@ -93,19 +117,42 @@ class ReliableSender:
         on_retry: Callable[[KafkaError, float], None],
     ) -> None:
         backoff = 0.2
-        while True:
-            t0 = time.perf_counter()
-            try:
-                async with self._send_order:
-                    fut = await self.producer.send(topic, value, key=key, headers=headers)
-                await fut
-                on_sent((time.perf_counter() - t0) * 1e3)
-                return
-            except KafkaError as err:
-                on_retry(err, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                await self._restart_producer()
+        try:
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    fut = await self._hand_over(ticket, topic, value, key, headers)
+                    await fut
+                    on_sent((time.perf_counter() - t0) * 1e3)
+                    return
+                except KafkaError as err:
+                    self._failed.add(ticket)  # from now on, nothing submitted later is handed over first
+                    on_retry(err, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    await self._restart_producer()
+        finally:
+            if ticket in self._failed:  # cancelled while waiting to be re-sent: stop holding the others back
+                self._failed.discard(ticket)
+                waker = asyncio.ensure_future(self._notify_order_changed())
+                self._wakers.add(waker)
+                waker.add_done_callback(self._wakers.discard)
+
+    async def _hand_over(
+        self, ticket: int, topic: str, value: bytes, key: bytes | None, headers: Headers | None
+    ) -> asyncio.Future[Any]:
+        """Give the record to the producer once no failed record submitted before it waits; its ack future."""
+        async with self._order_changed:
+            await self._order_changed.wait_for(lambda: min(self._failed, default=ticket) >= ticket)
+            fut = await self.producer.send(topic, value, key=key, headers=headers)
+            if ticket in self._failed:
+                self._failed.discard(ticket)
+                self._order_changed.notify_all()
+            return fut
+
+    async def _notify_order_changed(self) -> None:
+        async with self._order_changed:
+            self._order_changed.notify_all()
 
     async def _restart_producer(self) -> None:
         if self._restarting:
@@ -113,7 +160,7 @@ class ReliableSender:
         self._restarting = True
         try:
             old = self.producer
-            fresh = make_producer(self.settings, **self.producer_overrides)
+            fresh = self._make_producer()
             await fresh.start()
             self._producer = fresh
             with contextlib.suppress(KafkaError):
