@@ -8,6 +8,7 @@ import json
 from tamiyo.bus.clients import add_kafka_arguments, settings_from_args
 from tamiyo.cli.common import add_run_arguments, run_until_signalled, setup_logging, topics_from_args
 from tamiyo.cli.keys import add_trust_arguments, trusted_from_args
+from tamiyo.cli.tensorboard_sink import tensorboard_sink
 from tamiyo.producers.actor_config import OVERFLOW_POLICIES, ActorConfig
 
 
@@ -28,6 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--telemetry-every", type=float, default=d.telemetry_every_s)
     p.add_argument("--wait-for-policy", type=float, default=d.wait_for_policy_s)
     p.add_argument("--device", default=d.device)
+    p.add_argument(
+        "--tensorboard",
+        default=None,
+        metavar="DIR",
+        help="also write this actor's telemetry to DIR as TensorBoard scalars",
+    )
     p.add_argument(
         "--backlog-group",
         default=None,
@@ -71,8 +78,9 @@ def _handle(args: argparse.Namespace) -> int:
     )
     from tamiyo.producers.actor import Actor
 
-    actor = Actor(config, settings_from_args(args), topics_from_args(args), trusted)
-    stats = run_until_signalled(coro_factory=actor.run)
+    with tensorboard_sink(args.tensorboard) as sink:  # closed on the way out: the event file is complete
+        actor = Actor(config, settings_from_args(args), topics_from_args(args), trusted, telemetry_sink=sink)
+        stats = run_until_signalled(coro_factory=actor.run)
     print(
         json.dumps(
             {

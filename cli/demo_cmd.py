@@ -86,6 +86,9 @@ async def roundtrip(settings: KafkaSettings, run: str) -> dict:
 
 
 def _handle(args: argparse.Namespace) -> int:
+    from tamiyo.cli.extras import require_extra
+
+    require_extra("kafka-zstd", "tamiyo demo (it sends zstd-compressed record batches)")
     broker = None
     try:
         if args.bootstrap:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from tamiyo.cli.user_errors import UserError
 from tamiyo.contracts.key_files import KeyFileError, ensure_keypair, load_signer, load_trusted
 from tamiyo.contracts.signing import PolicySigner, TrustedKeys
 
@@ -27,7 +28,7 @@ T = TypeVar("T")
 HOW_TO_MAKE = "make a keypair with `tamiyo keys generate --out DIR`"
 
 
-class KeyConfigError(Exception):
+class KeyConfigError(UserError):
     """No usable key: `tamiyo` prints the message as one line and exits with status 2."""
 
 

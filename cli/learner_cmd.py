@@ -76,6 +76,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--tensorboard",
+        default=None,
+        metavar="DIR",
+        help="also write this learner's telemetry to DIR as TensorBoard scalars",
+    )
     add_hyperparameter_arguments(p, list(PRESET_NAMES))
     add_run_arguments(p)
     add_kafka_arguments(p, bootstrap_required=True)
@@ -218,6 +224,7 @@ def _handle(args: argparse.Namespace) -> int:
     from tamiyo.bus.clients import settings_from_args
     from tamiyo.cli.common import run_until_signalled, setup_logging, topics_from_args
     from tamiyo.cli.keys import signer_from_args, trusted_from_args
+    from tamiyo.cli.tensorboard_sink import tensorboard_sink
 
     setup_logging(args.verbose)
     signer = signer_from_args(args)  # before torch is imported: a missing key is one line, at once
@@ -234,6 +241,8 @@ def _handle(args: argparse.Namespace) -> int:
         asyncio.run(ensure_topics(settings, topics))
         replayed = asyncio.run(replay_file(settings, args.from_recording, topics.batches))
         print(json.dumps({"replayed": replayed}), flush=True)
-    service = LearnerService(config_from_args(args), settings, topics, signer, trusted)
-    print(json.dumps(run_until_signalled(coro_factory=service.run)))
+    with tensorboard_sink(args.tensorboard) as sink:  # closed on the way out: the event file is complete
+        service = LearnerService(config_from_args(args), settings, topics, signer, trusted, telemetry_sink=sink)
+        summary = run_until_signalled(coro_factory=service.run)
+    print(json.dumps(summary))
     return 0

@@ -1,4 +1,5 @@
-"""Follow a run's `telemetry` topic: progress for the operator, metrics.jsonl for the report."""
+"""Follow a run's `telemetry` topic: progress for the operator, metrics.jsonl for the report, and the same
+scalars as TensorBoard event files (`cli.tensorboard_sink`: the tags and their env-frame steps)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import IO
 from aiokafka import AIOKafkaConsumer
 
 from tamiyo.bus.clients import KafkaSettings, assign_from_beginning, make_consumer
+from tamiyo.cli.tensorboard_sink import TensorBoardSink, packet_metrics
 from tamiyo.contracts.codec import decode_envelope
 from tamiyo.contracts.errors import LeylineError
 from tamiyo.contracts.proto import leyline_pb2 as pb
@@ -65,17 +67,30 @@ class RunProgress:
         values = [a["episode_return_mean"] for a in self.actors.values() if "episode_return_mean" in a]
         return sum(values) / len(values) if values else None
 
+    def run_scalars(self) -> dict[str, float]:
+        """The run as a whole (TensorBoard's ``run/`` tags): what the progress line shows."""
+        scalars = {"run/frames": float(self.frames), "run/updates": float(self.updates)}
+        scalars["run/frames_per_s"] = self.frames_per_s  # since the monitor started
+        if self.recent_return is not None:
+            scalars["run/episode_return_mean"] = self.recent_return
+        return scalars
+
 
 class RunMonitor:
-    """Reads every telemetry packet of the run (from the start of the topic) and appends it to a JSONL file."""
+    """Reads every telemetry packet of the run (from the start of the topic) and appends it to a JSONL file
+    (and, given ``tensorboard_dir``, writes its scalars there)."""
 
-    def __init__(self, settings: KafkaSettings, topic: str, metrics_path: Path) -> None:
+    def __init__(
+        self, settings: KafkaSettings, topic: str, metrics_path: Path, tensorboard_dir: Path | None = None
+    ) -> None:
         self.settings = settings.with_client_id("tamiyo-train-monitor")
         self.topic = topic
         self.metrics_path = metrics_path
+        self.tensorboard_dir = tensorboard_dir
         self.progress = RunProgress()
         self._consumer: AIOKafkaConsumer | None = None
         self._out: IO[str] | None = None
+        self._tensorboard: TensorBoardSink | None = None
 
     async def start(self) -> None:
         consumer = make_consumer(self.settings, group_id=None)
@@ -84,6 +99,8 @@ class RunMonitor:
         if not await assign_from_beginning(consumer, self.topic):
             raise RuntimeError(f"topic {self.topic} does not exist")
         self._out = self.metrics_path.open("a")
+        if self.tensorboard_dir is not None:  # imports torch + tensorboard
+            self._tensorboard = TensorBoardSink(self.tensorboard_dir)
 
     async def poll(self, timeout_ms: int = 200) -> None:
         assert self._consumer is not None and self._out is not None
@@ -107,7 +124,7 @@ class RunMonitor:
                 return
 
     def _apply(self, packet: pb.TelemetryPacket) -> None:
-        metrics = {m.name: m.value for m in packet.metrics if not m.labels or "algo" in m.labels}
+        metrics = packet_metrics(packet)
         self.progress.packets += 1
         if packet.source == "learner":
             self.progress.learner_packet(metrics)
@@ -115,6 +132,11 @@ class RunMonitor:
             self.progress.replay = metrics
         elif packet.source.startswith("actor/"):
             self.progress.actor_packet(packet.source, metrics)
+        if self._tensorboard is not None:
+            frames = self.progress.frames
+            self._tensorboard.write(packet, run_frames=frames)
+            if packet.source.startswith("actor/"):  # the run's frames moved on
+                self._tensorboard.write_scalars(self.progress.run_scalars(), frames, packet.timestamp_ns)
         line = {
             "t": round(self.progress.elapsed_s, 3),
             "timestamp_ns": packet.timestamp_ns,
@@ -130,3 +152,5 @@ class RunMonitor:
             await self._consumer.stop()
         if self._out is not None:
             self._out.close()
+        if self._tensorboard is not None:
+            self._tensorboard.close()

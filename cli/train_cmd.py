@@ -3,6 +3,9 @@
 ``--preset NAME`` (learner/presets.py) sets the learner's hyperparameters and,
 for the chosen ``--algo``, the pipeline shape (actors, envs per actor, unroll
 length, batch size, replay settings); any flag given explicitly overrides it.
+``--config FILE.toml`` (cli/train_config_file.py; every run writes one as
+runs/<id>/config.toml) gives the settings a flag would; flags override it.
+A thin layer over the Python API's `tamiyo.train` (cli/api.py).
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ import argparse
 import sys
 from typing import Any
 
+from tamiyo.cli.api import DEFAULT_MINUTES
 from tamiyo.cli.common import PRESET_NAMES
 from tamiyo.cli.train_config import TrainConfig
+from tamiyo.cli.train_config_file import ConfigFileError, read_config_file
 
-# With start-up and the final evaluation, a default run ends within 5 minutes on a 2-core machine.
-DEFAULT_MINUTES = 3.0
+# TrainConfig fields whose flag stores under another name.
+FIELD_DESTS = {"replay_args": "replay_arg", "learner_args": "config_learner_args"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     d = TrainConfig()
     p = sub.add_parser("train", help="run the whole pipeline (local broker unless --bootstrap) and write a report")
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE.toml",
+        help="settings from a TOML file (keys: TrainConfig's fields, e.g. runs/<id>/config.toml); flags override it",
+    )
     p.add_argument("--env", default=d.env, help="host-sim | host-train | gym:<id>")
     p.add_argument("--algo", choices=("impala", "ppo"), default=d.algo)
     shape = p.add_argument_group("pipeline shape (explicit flag > --preset > default)")
@@ -87,7 +98,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="more public keys the actors trust, comma-separated (env TAMIYO_POLICY_TRUSTED_KEYS)",
     )
-    p.set_defaults(handler=_handle)
+    p.set_defaults(handler=_handle, file_defaults=config_file_defaults, config_learner_args=[])
+
+
+def config_file_defaults(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """``--config``'s settings as parser defaults (a dest per field), each checked against the flag's choices."""
+    if not args.config:
+        return {}
+    values = read_config_file(args.config)
+    choices = {a.dest: a.choices for a in parser._actions if a.choices is not None}
+    defaults: dict[str, Any] = {}
+    for name, value in values.items():
+        dest = FIELD_DESTS.get(name, name)
+        allowed = choices.get(dest)
+        if allowed is not None and value not in allowed:
+            raise ConfigFileError(f"{args.config}: {name} = {value!r} is not one of {', '.join(map(str, allowed))}")
+        defaults[dest] = value
+    return defaults
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -105,11 +132,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         return getattr(shape, name) if shape is not None else getattr(d, name)
 
     replay_args = args.replay_arg if args.replay_arg is not None else list(shape.replay_args if shape else ())
-    # --hidden has its own TrainConfig field (it is in the run's config.json); the rest is passed as given.
-    learner_args = hyperparameter_argv(args)
+    # --hidden has its own TrainConfig field (it is in the run's config); the other flags are passed as given,
+    # after a config file's learner_args (the learner's parser lets the later flag win).
+    flags = hyperparameter_argv(args)
     if args.hidden is not None:
-        i = learner_args.index("--hidden")
-        del learner_args[i : i + 2]
+        i = flags.index("--hidden")
+        del flags[i : i + 2]
+    learner_args = [*args.config_learner_args, *flags]
     return TrainConfig(
         env=args.env,
         algo=args.algo,
@@ -148,25 +177,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    from tamiyo.bus.broker import BrokerError
     from tamiyo.bus.clients import settings_from_args
+    from tamiyo.cli.api import train
     from tamiyo.cli.common import setup_logging
-    from tamiyo.cli.train_run import RunExistsError, TrainRun
 
     setup_logging()
-    if not (args.updates or args.frames or args.minutes):
-        args.minutes = DEFAULT_MINUTES
-    if args.stop_at_target and args.target_return is None:
-        print("tamiyo train: error: --stop-at-target needs --target-return", file=sys.stderr)
-        return 2
     if args.secure and args.bootstrap:
         print("tamiyo train: error: --secure runs on the local secure broker; for another cluster pass its "
               "security flags (--security-protocol, --kafka-credentials, ...)", file=sys.stderr)  # fmt: skip
         return 2
-    config = config_from_args(args)
     settings = settings_from_args(args) if args.bootstrap else None
-    try:
-        return TrainRun(config, settings).run()
-    except (BrokerError, RunExistsError) as err:
-        print(f"tamiyo train: error: {err}", file=sys.stderr)
-        return 2
+    return train(config_from_args(args), kafka=settings).exit_code

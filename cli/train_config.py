@@ -38,7 +38,6 @@ class TrainConfig:
     preset: str | None = None  # learner/presets.py: learner hyperparameters (+ the pipeline shape, via the CLI)
     learner_args: list[str] = field(default_factory=list)  # explicit learner flags (override the preset)
     replay_args: list[str] = field(default_factory=list)  # extra `tamiyo replay` flags
-    extra_learner_args: list[str] = field(default_factory=list)
     # Learning proof: the mean return of the last `return_window` finished episodes, read from the
     # trajectories topic; `stop_at_target` ends the run as soon as it reaches `target_return`.
     target_return: float | None = None

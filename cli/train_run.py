@@ -42,6 +42,8 @@ from tamiyo.cli.policy_topic import newest_verified_snapshot
 from tamiyo.cli.run_keys import RunKeys, run_keys
 from tamiyo.cli.run_monitor import RunMonitor, RunProgress
 from tamiyo.cli.train_config import TrainConfig
+from tamiyo.cli.train_config_file import config_to_toml
+from tamiyo.cli.train_progress import Budget, progress_text
 from tamiyo.cli.train_report import evaluate_policy, write_policy, write_returns, write_run_report
 from tamiyo.cli.train_returns import EpisodeReturns, ReturnTracker
 from tamiyo.cli.train_services import ServiceProcesses, service_commands, service_role
@@ -100,6 +102,11 @@ class TrainRun:
             self.returns = EpisodeReturns(config.return_window, config.target_return, config.envs_per_actor)
         self.stop_reason = "not started"
         self.keys: RunKeys | None = None  # set by `run`, before anything starts
+        # What `run` found, for the Python API (tamiyo.api.train): set once the report is written.
+        self.summary: dict[str, Any] = {}
+        self.evaluation: dict[str, Any] = {}
+        self.policy_path: Path | None = None
+        self.report_path: Path | None = None
 
     def service_commands(self) -> dict[str, list[str]]:
         assert self.settings is not None, "no cluster yet"
@@ -122,6 +129,9 @@ class TrainRun:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(exist_ok=True)
         (self.out_dir / "config.json").write_text(json.dumps(asdict(self.config), indent=2))
+        again = f"tamiyo train --config {self.out_dir / 'config.toml'}"
+        header = f"The settings of run {self.config.run_id}.\n`{again}` runs them again, as a new run."
+        (self.out_dir / "config.toml").write_text(config_to_toml(self.config, header))
         self.keys = run_keys(self.config.signing_key, self.config.trusted_keys, self.out_dir / "keys")
         print(f"policy signing key {self.keys.key_id}: {self.keys.signing_key}", flush=True)
         started = time.monotonic()
@@ -139,6 +149,7 @@ class TrainRun:
         evaluation = evaluate_policy(self.config, policy_path) if policy_path and signals.received is None else {}
         self._stop_own_broker()
         report = write_run_report(self.out_dir, self.config, summary, evaluation)
+        self.summary, self.evaluation, self.policy_path, self.report_path = summary, evaluation, policy_path, report
         print(f"report: {report}", flush=True)
         print(json.dumps({"run_id": self.config.run_id, "out": str(self.out_dir), **summary}), flush=True)
         if signals.received is not None:
@@ -203,30 +214,35 @@ class TrainRun:
     async def _monitor(self, signals: StopSignals) -> RunProgress:
         assert self.settings is not None
         c = self.config
-        monitor = RunMonitor(self.settings, self.topics.telemetry, self.out_dir / "metrics.jsonl")
+        tensorboard = self.out_dir / "tensorboard"  # the same scalars as metrics.jsonl (cli/tensorboard_sink.py)
+        monitor = RunMonitor(self.settings, self.topics.telemetry, self.out_dir / "metrics.jsonl", tensorboard)
         await monitor.start()
         tracker = None
         if self.returns is not None:
             tracker = ReturnTracker(self.settings, self.topics.trajectories, self.returns)
             await tracker.start()
-        total = c.updates or c.frames or int((c.minutes or 5) * 60)
-        unit = "updates" if c.updates else ("frames" if c.frames else "s")
-        deadline = time.monotonic() + (c.minutes * 60 if c.minutes else float("inf"))
-        bar = tqdm(total=total, unit=unit, dynamic_ncols=True, file=sys.stderr, mininterval=1.0)
+        budget = Budget(c.updates, c.frames, c.minutes * 60 if c.minutes else None)
+        deadline = time.monotonic() + (budget.seconds or float("inf"))
+        # Our own line beside the bar (cli/train_progress.py): tqdm's rate and ETA would be of the bar's unit.
+        bar = tqdm(
+            total=budget.total or None,
+            bar_format="{percentage:3.0f}%|{bar}| {desc}",
+            dynamic_ncols=True,
+            file=sys.stderr,
+            mininterval=1.0,
+        )
         try:
             while True:
                 await monitor.poll(timeout_ms=500)
                 if tracker is not None:
                     await tracker.poll()
                 p = monitor.progress
-                done = p.updates if c.updates else (p.frames if c.frames else int(p.elapsed_s))
-                ret = p.recent_return
-                bar.set_postfix_str(
-                    f"updates={p.updates} frames={p.frames} fps={p.frames_per_s:.0f}"
-                    + (f" return={ret:.3f}" if ret is not None else ""),
-                    refresh=False,
+                elapsed = p.elapsed_s
+                line = progress_text(
+                    budget, updates=p.updates, frames=p.frames, elapsed_s=elapsed, recent_return=p.recent_return
                 )
-                bar.update(min(done, total) - bar.n)  # redraws at most once per mininterval
+                bar.set_description_str(line, refresh=False)
+                bar.update(budget.done(p.updates, p.frames, elapsed) - bar.n)  # redraws at most once per mininterval
                 reason = self._reason_to_stop(p, deadline, signals)
                 if reason is not None:
                     self.stop_reason = reason

@@ -43,7 +43,7 @@ def service_commands(config: TrainConfig, out_dir: Path, bootstrap: str) -> dict
         learner += ["--total-frames", str(c.frames)]
     if c.init_from:
         learner += ["--init-from", c.init_from]
-    learner += c.learner_args + c.extra_learner_args
+    learner += c.learner_args
     mode = c.replay_mode or ("fifo" if ppo else "prioritized")
     replay = ["--mode", mode, "--batch-size", str(c.batch_size),
               "--max-policy-lag", str(c.max_policy_lag), "--telemetry-every", "2",

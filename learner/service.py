@@ -6,7 +6,8 @@ and decompression stay off the training's critical path), then trains on it in a
 heartbeats keep flowing during long updates).  The loop publishes what the core returns, in order (acks
 and snapshots acknowledged by the broker, telemetry best-effort), dead-letters a rejected batch, records
 the traces and metrics, writes a checkpoint when due, and then commits that batch's offset (not the
-consumer's position, which is ahead by the prefetched records).
+consumer's position, which is ahead by the prefetched records).  A ``telemetry_sink`` (e.g. the CLI's
+TensorBoard writer) is handed each telemetry record's value as it is published.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -59,13 +61,16 @@ class LearnerService:
         topics: Topics,
         signer: PolicySigner,
         trusted: TrustedKeys | None = None,
+        telemetry_sink: Callable[[bytes], None] | None = None,
     ) -> None:
         """``signer`` signs the snapshots it publishes; ``trusted`` (default: the signer's own public key)
-        are the keys whose snapshots on the policy topic a restarted learner continues after."""
+        are the keys whose snapshots on the policy topic a restarted learner continues after;
+        ``telemetry_sink`` gets the value of every telemetry record the learner publishes."""
         self.config = config
         self.settings = settings.with_client_id("tamiyo-learner")
         self.topics = topics
         self.trusted = trusted or signer.trusted()
+        self.telemetry_sink = telemetry_sink
         self.core = LearnerCore(config, topics, signer)
         self.group_id = config.group_id or f"tamiyo-learner-{config.run_id or 'default'}"
         self.deadletter = DeadLetterSink(topics.deadletter, "learner")
@@ -161,13 +166,20 @@ class LearnerService:
             if outcome.rejected is not None:
                 span.set_status(Status(StatusCode.ERROR, type(outcome.rejected).__name__))
                 await self.deadletter.send(producer, rec, outcome.rejected)
-                await publish(producer, outcome.records)  # the priority-free ack, when the batch id is known
+                await self._publish(producer, outcome.records)  # the priority-free ack, when the batch id is known
                 return
             span.set_attribute("tamiyo.batch_id", outcome.batch_id)
             self._record(outcome)
-            await publish(producer, outcome.records)
+            await self._publish(producer, outcome.records)
             if outcome.checkpoint_due:
                 await asyncio.to_thread(self.core.checkpoint)
+
+    async def _publish(self, producer: AIOKafkaProducer, records: list[OutgoingRecord]) -> None:
+        """`publish`, after handing the telemetry among ``records`` to the sink."""
+        if self.telemetry_sink is not None:
+            for telemetry in (r.value for r in records if r.topic == self.topics.telemetry):
+                self.telemetry_sink(telemetry)
+        await publish(producer, records)
 
     def _record(self, outcome: BatchOutcome) -> None:
         """Metrics, and the last hop of each trajectory's trace: `learner.item`, with its policy lag."""

@@ -7,7 +7,8 @@
 Broker outages: the outbox holds at most ``queue_size`` unrolls (`Outbox`: ``block`` pauses the envs
 when it is full, ``drop-oldest`` drops and counts the oldest); at most ``max_in_flight`` more are in
 the sender, each retried until the broker acknowledges it.  Every shutdown step is bounded: a stop
-request ends the actor within seconds.
+request ends the actor within seconds.  A ``telemetry_sink`` (e.g. the CLI's TensorBoard writer) is
+handed each telemetry record's value as it is sent.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiokafka.errors import KafkaError
@@ -51,10 +53,17 @@ class _Outgoing:
 
 class Actor:
     def __init__(
-        self, config: ActorConfig, settings: KafkaSettings, topics: Topics, trusted: TrustedKeys | None = None
+        self,
+        config: ActorConfig,
+        settings: KafkaSettings,
+        topics: Topics,
+        trusted: TrustedKeys | None = None,
+        telemetry_sink: Callable[[bytes], None] | None = None,
     ) -> None:
-        """``trusted``: the public keys policy snapshots must be signed with (the learned controller only)."""
+        """``trusted``: the public keys policy snapshots must be signed with (the learned controller only);
+        ``telemetry_sink`` gets the value of every telemetry record the actor sends."""
         self.config = config
+        self.telemetry_sink = telemetry_sink
         self.settings = settings
         self.topics = topics
         self.core = ActorCore(config, trusted)
@@ -102,7 +111,11 @@ class Actor:
             await self._drain(timeout_s=15.0)
             stop.set()
             self._outbox_changed.set()
-            await publisher
+            try:  # bounded: with the broker away (or a topic missing) the publisher waits for slots forever
+                await asyncio.wait_for(publisher, timeout=10.0)
+            except TimeoutError:
+                log.warning("stopping with %d unrolls unsent (the broker did not acknowledge them)",
+                            len(self.outbox) + self.sender.in_flight)  # fmt: skip
         finally:
             stop.set()
             for t in tasks:
@@ -192,4 +205,6 @@ class Actor:
 
     async def _send_telemetry(self) -> None:
         value = self.core.telemetry_value(len(self.outbox))
+        if self.telemetry_sink is not None:  # first: the last packet reaches it even with the broker away
+            self.telemetry_sink(value)
         await self.sender.producer.send(self.topics.telemetry, value, key=b"actor")

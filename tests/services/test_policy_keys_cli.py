@@ -49,7 +49,7 @@ def test_a_service_without_keys_exits_with_one_line_that_says_how_to_make_one(tm
     done = _run([*argv, "--bootstrap", "127.0.0.1:1"], _env(tmp_path), timeout=60)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and needs in lines[0], done.stderr
+    assert len(lines) == 1 and ": error: " in lines[0] and needs in lines[0], done.stderr
     assert "tamiyo keys generate --out DIR" in lines[0]
     assert not (tmp_path / "dev-keys").exists()  # nothing made behind the user's back
 

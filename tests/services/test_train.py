@@ -43,6 +43,27 @@ async def _inject_garbage_when_topics_exist(settings, topic: str, count: int) ->
     await produce(settings, topic, [b"\x00not-an-envelope-%d" % i for i in range(count)])
 
 
+def _assert_tensorboard_holds_the_runs_scalars(run: Path, summary: dict) -> None:
+    """runs/<id>/tensorboard: the scalars of metrics.jsonl, each at its env-frame step (cli/tensorboard_sink.py)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for tag in ("learner/loss", "learner/entropy", "learner/policy_lag_mean", "learner/rho_mean",
+                "learner/is_weight_mean", "actor/actor-0/episode_return_mean", "actor/actor-0/env_steps_per_s",
+                "replay/replay-0/buffer_size", "replay/replay-0/deadlettered", "run/frames_per_s"):  # fmt: skip
+        assert tag in tags, (tag, sorted(tags))
+    run_frames = acc.Scalars("run/frames")  # every tag's step: the frames all actors had stepped by then
+    assert all(e.value == e.step for e in run_frames) and run_frames[-1].step == summary["frames"]
+    updates = acc.Scalars("learner/updates")
+    steps = [e.step for e in updates]
+    assert max(e.value for e in updates) >= 8 and steps == sorted(steps) and steps[-1] <= summary["frames"]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["metrics"]["loss"] for r in rows if r["source"] == "learner" and "loss" in r["metrics"]]
+    assert [e.value for e in acc.Scalars("learner/loss")] == pytest.approx(losses, rel=1e-6)
+
+
 @pytest.mark.broker
 async def test_train_runs_the_pipeline_deadletters_garbage_and_writes_the_run_directory(
     kafka_broker, kafka_settings, tmp_path
@@ -70,6 +91,7 @@ async def test_train_runs_the_pipeline_deadletters_garbage_and_writes_the_run_di
         assert (run / name).exists(), name
     summary = json.loads(stdout.decode().strip().splitlines()[-1])
     assert summary["updates"] >= 8 and summary["frames"] > 0 and summary["broker_started"] is False
+    _assert_tensorboard_holds_the_runs_scalars(run, summary)
     letters = await read(kafka_settings, "tamiyo.e2e.deadletter", 5)
     assert len(letters) == 5
     assert {decode_envelope(r.value).payload.reason for r in letters} == {"MalformedRecordError"}

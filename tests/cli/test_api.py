@@ -1,0 +1,130 @@
+"""The Python API (`tamiyo.train`, `tamiyo.evaluate`) and the CLI's small courtesies: --version, quiet
+imports, one-line errors, a table for a person and JSON for a program."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pytest
+
+import tamiyo
+from tamiyo.cli.api import TrainError, check_config
+from tamiyo.cli.eval_cmd import format_table
+from tamiyo.cli.main import main
+from tamiyo.cli.train_config_file import load_config
+from tamiyo.cli.user_errors import UserError
+
+TAMIYO = [sys.executable, "-m", "tamiyo.cli.main"]
+
+
+def test_import_tamiyo_is_cheap_and_the_api_loads_on_first_use():
+    code = (
+        "import sys, tamiyo; before = {m for m in ('torch', 'aiokafka') if m in sys.modules}; "
+        "tamiyo.TrainConfig; print(sorted(before), tamiyo.train.__module__)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.split() == ["[]", "tamiyo.cli.api"]
+
+
+def test_the_first_import_of_the_graph_library_prints_no_warning_that_is_not_the_users_business():
+    done = subprocess.run(
+        [sys.executable, "-W", "default", "-c", "import tamiyo.policy.model"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "Warning" not in done.stderr, done.stderr
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"tamiyo {tamiyo.__version__}"
+
+
+@pytest.mark.parametrize(
+    ("changes", "complaint"),
+    [
+        ({"algo": "sac"}, "algo must be impala or ppo"),
+        ({"env": "cartpole"}, "env must be host-sim, host-train or gym:<id>"),
+        ({"actors": 0}, "actors must be at least 1"),
+        ({"replay_mode": "lifo"}, "replay_mode must be"),
+        ({"stop_at_target": True}, "stop_at_target needs target_return"),
+        ({"init_from": "/nonexistent/policy.safetensors"}, "no policy file"),
+    ],
+)
+def test_settings_that_would_fail_inside_a_service_are_refused_before_anything_starts(changes, complaint):
+    with pytest.raises(UserError, match=complaint):
+        check_config(dataclasses.replace(tamiyo.TrainConfig(), **changes))
+
+
+def test_evaluate_gives_the_same_result_as_the_evaluation_it_wraps_and_refuses_what_it_cannot_run(tmp_path):
+    from tamiyo.producers.evaluate import evaluate as reference
+
+    got = tamiyo.evaluate("heuristic", tasks=3, seed=4)
+    want = reference("heuristic", "host-sim", 3, 4)
+    for key in ("mean_return", "return_ci95", "mean_final_val_acc", "per_task"):
+        assert got[key] == want[key]
+    with pytest.raises(UserError, match="neither a baseline"):
+        tamiyo.evaluate(tmp_path / "missing.safetensors")
+    with pytest.raises(UserError, match="host envs"):
+        tamiyo.evaluate("heuristic", env="gym:CartPole-v1")
+    with pytest.raises(UserError, match="at least 1"):
+        tamiyo.evaluate("heuristic", tasks=0)
+
+
+def test_eval_prints_json_to_a_program_and_a_short_table_to_a_person():
+    done = subprocess.run([*TAMIYO, "eval", "--tasks", "2"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-1000:]
+    result = json.loads(done.stdout)  # stdout is a pipe here: JSON
+    table = format_table(result).splitlines()
+    assert table[0].startswith("heuristic on 2 eval tasks of host-sim")
+    lo, hi = result["return_ci95"]
+    assert f"{result['mean_return']:.4f}" in table[1] and f"[{lo:.4f}, {hi:.4f}]" in table[1]
+    assert len(format_table(result, per_task=True).splitlines()) == len(table) + 1 + 2  # header + one per task
+    forced = subprocess.run([*TAMIYO, "eval", "--tasks", "2", "--format", "table"], capture_output=True, text=True)
+    assert forced.stdout.startswith("heuristic on 2 eval tasks of host-sim") and "95% CI" in forced.stdout
+
+
+def test_a_user_error_is_one_line_with_what_to_do(tmp_path):
+    done = subprocess.run(
+        [*TAMIYO, "eval", "--controller", str(tmp_path / "nope.safetensors")], capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"tamiyo eval: error: '{tmp_path / 'nope.safetensors'}' is neither a baseline (heuristic, random, none, "
+        "tuned) nor a policy file"
+    ]
+    bad = tmp_path / "bad.toml"
+    bad.write_text("actors = 'many'\n")
+    done = subprocess.run([*TAMIYO, "train", "--config", str(bad)], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"tamiyo: error: {bad}: actors = 'many' is not a int"]
+
+
+@pytest.mark.broker
+def test_train_from_python_returns_the_run_and_writes_a_config_that_runs_it_again(kafka_settings, tmp_path):
+
+    kafka = kafka_settings
+    config = tamiyo.TrainConfig(
+        env="host-sim", updates=1, actors=1, envs_per_actor=4, batch_size=8, hidden=16, eval_tasks=2,
+        out=str(tmp_path), run_id="api",
+    )  # fmt: skip
+    result = tamiyo.train(config, kafka=kafka, seed=3)
+    assert result.ok and result.exit_code == 0 and result.stop_reason == "reached 1 learner updates"
+    assert result.summary["updates"] >= 1 and result.summary["frames"] > 0
+    assert result.policy_path == tmp_path / "api" / "policy.safetensors" and result.policy_path.exists()
+    assert result.report_path is not None and result.report_path.exists()
+    assert set(result.evaluation["controllers"]) == {"policy", "heuristic", "none"}
+    assert result.verdict == result.evaluation["verdict"]
+    assert any(row["source"] == "learner" for row in result.metrics())
+    # runs/<id>/config.toml is the same settings, as a new run (no run id: the old one's topics are taken).
+    again = load_config(result.out_dir / "config.toml")
+    assert again == dataclasses.replace(config, run_id="", seed=3)
+    # The policy it wrote is one `tamiyo.evaluate` takes.
+    assert tamiyo.evaluate(result.policy_path, tasks=2)["controller"].startswith("policy:")
+    with pytest.raises(TrainError, match="choose another --run-id"):
+        tamiyo.train(config, kafka=kafka)
