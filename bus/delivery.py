@@ -176,6 +176,15 @@ class ReliableSender:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
     async def stop(self, timeout_s: float = 15.0) -> None:
+        """Give up on what is still unacknowledged (a broker that never answers must not hold a shutdown),
+        then stop the producer; both bounded by ``timeout_s``."""
+        abandoned = len(self._pending)
+        for task in list(self._pending):
+            task.cancel()
+        if self._pending:
+            await asyncio.wait(list(self._pending), timeout=timeout_s)
+        if abandoned:
+            log.warning("stopped with %d records never acknowledged", abandoned)
         if self._producer is not None:
             with contextlib.suppress(KafkaError, TimeoutError):
                 await asyncio.wait_for(self._producer.stop(), timeout=timeout_s)

@@ -100,3 +100,18 @@ async def test_a_cancelled_failed_record_stops_holding_the_others_back():
     first.cancel()
     await asyncio.wait_for(sender.wait_all(), timeout=5)
     assert broker.log == [b"1"] and not sender._failed and sender.in_flight == 0
+
+
+async def test_stop_gives_up_on_records_a_broker_never_acknowledges():
+    class Silent(ScriptedBroker):
+        def producer(self) -> ScriptedProducer:  # every send fails at once, forever
+            self.producers += 1
+            self.fail_first = {str(i).encode(): 0.0 for i in range(10)}
+            return ScriptedProducer(self)
+
+    broker = Silent({})
+    sender = await _sender(broker, max_in_flight=3)
+    await _submit(sender, [b"0", b"1", b"2"])
+    await asyncio.sleep(0.3)
+    await asyncio.wait_for(sender.stop(timeout_s=2), timeout=5)
+    assert sender.in_flight == 0 and broker.log == []
