@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import time
@@ -23,12 +24,16 @@ from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import InvalidTopicError, KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
 
 from tamiyo.bus.clients import KafkaSettings, make_producer
 
 log = logging.getLogger(__name__)
 Headers = list[tuple[str, bytes]]
+# Errors that the same record meets again on every re-send: it is given up (``on_dropped``) instead of
+# holding every later record back forever.  Everything else (the broker away, a timeout, a missing ACL an
+# operator can add) is retried.
+PERMANENT_ERRORS = (MessageSizeTooLargeError, RecordListTooLargeError, InvalidTopicError)
 
 
 class ReliableSender:
@@ -51,19 +56,18 @@ class ReliableSender:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._pending: set[asyncio.Task[None]] = set()
         self._restarting = False
-        # Records must reach the producer in submit order (a record re-sent after a failed send can still
-        # land behind later ones; the idempotent producer's own retries keep order): the fifo replay
-        # de-duplicates by each producer's increasing sequence and drops what arrives behind a higher one.
-        # `producer.send` waits when its batch accumulator is full, and concurrent waiters resume in no set
-        # order (measured: ~43% of a 128-env actor's unrolls reached Kafka behind a later one and were
-        # dropped as redeliveries).  asyncio.Lock hands itself over in arrival order, and the tasks reach
-        # it in submit order; only the hand-over to the producer is serialised, not the wait for the
-        # broker's acknowledgement.
+        # Records must reach the producer in submit order (the idempotent producer's own retries keep that
+        # order): the fifo replay de-duplicates by each producer's increasing sequence and drops what arrives
+        # behind a higher one.  `producer.send` waits when its batch accumulator is full, and concurrent
+        # waiters resume in no set order (measured: ~43% of a 128-env actor's unrolls reached Kafka behind a
+        # later one and were dropped as redeliveries).  So the hand-over to the producer is serialised (one
+        # lock), in ticket order; the wait for the broker's acknowledgement is not.
         self._send_order = asyncio.Lock()
-        # Ordered re-delivery: submit order as tickets; the tickets of failed records waiting to be handed
-        # over again.  No record is handed over while a failed one with a smaller ticket waits.
+        # Ordered (re-)delivery: submit order as tickets; `_waiting` holds every ticket not handed to the
+        # producer right now (not yet, or again after a failure).  Only the smallest may be handed over, so
+        # a failed record goes again before anything submitted after it, whoever gets the lock first.
         self._tickets = itertools.count()
-        self._failed: set[int] = set()
+        self._waiting: set[int] = set()
         self._order_changed = asyncio.Condition(self._send_order)
         self._wakers: set[asyncio.Task[None]] = set()
 
@@ -91,20 +95,28 @@ class ReliableSender:
         headers: Headers | None = None,
         on_sent: Callable[[float], None] = lambda latency_ms: None,
         on_retry: Callable[[KafkaError, float], None] = lambda err, backoff_s: None,
+        on_dropped: Callable[[KafkaError], None] = lambda err: None,
     ) -> None:
         """Deliver ``value`` in the background (call `slot()` first); ``on_sent(latency_ms)`` once it is
-        acknowledged, ``on_retry(error, backoff_s)`` before every re-send."""
+        acknowledged, ``on_retry(error, backoff_s)`` before every re-send, ``on_dropped(error)`` if it is
+        given up (one of PERMANENT_ERRORS)."""
         self.in_flight += 1  # counted from here, not from when the task first runs (back-pressure reads it)
         ticket = next(self._tickets)
-        task = asyncio.create_task(self._deliver(ticket, topic, value, key, headers, on_sent, on_retry))
+        self._waiting.add(ticket)
+        task = asyncio.create_task(self._deliver(ticket, topic, value, key, headers, on_sent, on_retry, on_dropped))
         self._pending.add(task)
-        task.add_done_callback(self._done)
+        task.add_done_callback(functools.partial(self._done, ticket))
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, ticket: int, task: asyncio.Task[None]) -> None:
         # Here rather than in `_deliver`'s finally: a task cancelled before it first ran has no finally.
         self._pending.discard(task)
         self.in_flight -= 1
         self._slots.release()
+        if ticket in self._waiting:  # cancelled before it was handed over: stop holding the later ones back
+            self._waiting.discard(ticket)
+            waker = asyncio.ensure_future(self._notify_order_changed())
+            self._wakers.add(waker)
+            waker.add_done_callback(self._wakers.discard)
 
     async def _deliver(
         self,
@@ -115,39 +127,37 @@ class ReliableSender:
         headers: Headers | None,
         on_sent: Callable[[float], None],
         on_retry: Callable[[KafkaError, float], None],
+        on_dropped: Callable[[KafkaError], None],
     ) -> None:
         backoff = 0.2
-        try:
-            while True:
-                t0 = time.perf_counter()
-                try:
-                    fut = await self._hand_over(ticket, topic, value, key, headers)
-                    await fut
-                    on_sent((time.perf_counter() - t0) * 1e3)
-                    return
-                except KafkaError as err:
-                    self._failed.add(ticket)  # from now on, nothing submitted later is handed over first
-                    on_retry(err, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-                    await self._restart_producer()
-        finally:
-            if ticket in self._failed:  # cancelled while waiting to be re-sent: stop holding the others back
-                self._failed.discard(ticket)
-                waker = asyncio.ensure_future(self._notify_order_changed())
-                self._wakers.add(waker)
-                waker.add_done_callback(self._wakers.discard)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                fut = await self._hand_over(ticket, topic, value, key, headers)
+                await fut
+                on_sent((time.perf_counter() - t0) * 1e3)
+                return
+            except PERMANENT_ERRORS as err:
+                log.error("record given up (%s): %s", type(err).__name__, err)
+                on_dropped(err)
+                return  # `_done` lets the later records go
+            except KafkaError as err:
+                self._waiting.add(ticket)  # from now on, nothing submitted later is handed over first
+                on_retry(err, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                await self._restart_producer()
 
     async def _hand_over(
         self, ticket: int, topic: str, value: bytes, key: bytes | None, headers: Headers | None
     ) -> asyncio.Future[Any]:
-        """Give the record to the producer once no failed record submitted before it waits; its ack future."""
+        """Give the record to the producer once every record submitted before it has been (again, after a
+        failure); its acknowledgement future."""
         async with self._order_changed:
-            await self._order_changed.wait_for(lambda: min(self._failed, default=ticket) >= ticket)
+            await self._order_changed.wait_for(lambda: min(self._waiting, default=ticket) >= ticket)
             fut = await self.producer.send(topic, value, key=key, headers=headers)
-            if ticket in self._failed:
-                self._failed.discard(ticket)
-                self._order_changed.notify_all()
+            self._waiting.discard(ticket)
+            self._order_changed.notify_all()
             return fut
 
     async def _notify_order_changed(self) -> None:

@@ -185,12 +185,20 @@ class Actor:
                 headers=item.headers,
                 on_sent=functools.partial(self._sent, item),
                 on_retry=functools.partial(self._retrying, item),
+                on_dropped=functools.partial(self._given_up, item),
             )
         await self.sender.wait_all()
 
     def _sent(self, item: _Outgoing, latency_ms: float) -> None:
         self.core.published(item.sequence, latency_ms)
         instruments().records_out.add(1, {"topic": self.topics.trajectories})
+        item.span.end()
+
+    def _given_up(self, item: _Outgoing, err: KafkaError) -> None:
+        """The broker refuses this record for good (e.g. larger than its message size limit)."""
+        self.core.stats.unrolls_dropped += 1
+        self.core.stats.publish_errors += 1
+        item.span.add_event("dropped: refused by the broker", {"error": type(err).__name__})
         item.span.end()
 
     def _retrying(self, item: _Outgoing, err: KafkaError, backoff_s: float) -> None:
