@@ -42,22 +42,30 @@ def _register_now() -> None:
 
 class _RegisterAfterImport:
     """A meta path finder that finds nothing itself: it hands back gymnasium's own spec, with a loader
-    that registers the envs after gymnasium has run."""
+    that registers the envs after gymnasium has run (and then takes this finder away)."""
+
+    _searching = False
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
-        if fullname != "gymnasium":
+        if fullname != "gymnasium" or self._searching:
             return None
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)  # one shot, and the search below must not ask this finder again
-        for finder in sys.meta_path:
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                if spec.loader is not None:
-                    spec.loader = cast("Loader", _ThenRegister(spec.loader))  # a Loader by duck typing
-                return spec
-        return None
+        # Stays in place until gymnasium has really been imported (`_ThenRegister`): a mere
+        # `importlib.util.find_spec("gymnasium")` ("is it installed?") must not use up the one shot.
+        self._searching = True
+        try:
+            for finder in sys.meta_path:
+                if finder is self:
+                    continue
+                spec = finder.find_spec(fullname, path, target)
+                if spec is not None:
+                    if spec.loader is not None:
+                        spec.loader = cast("Loader", _ThenRegister(spec.loader))  # a Loader by duck typing
+                    return spec
+            return None
+        finally:
+            self._searching = False
 
 
 class _ThenRegister:
@@ -71,6 +79,7 @@ class _ThenRegister:
 
     def exec_module(self, module: ModuleType) -> None:
         self._loader.exec_module(module)
+        sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _RegisterAfterImport)]  # one shot
         _register_now()
 
     def __getattr__(self, name: str) -> object:

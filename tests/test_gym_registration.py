@@ -29,6 +29,16 @@ def test_import_tamiyo_first_registers_once_gymnasium_is_imported() -> None:
     )
 
 
+def test_asking_whether_gymnasium_is_installed_does_not_use_up_the_registration() -> None:
+    _python(
+        "import importlib.util, sys, tamiyo\n"
+        "assert importlib.util.find_spec('gymnasium') is not None and 'gymnasium' not in sys.modules\n"
+        "import gymnasium\n"
+        "assert {'tamiyo/HostSim-v0', 'tamiyo/HostTrain-v0'} <= set(gymnasium.registry)\n"
+        "assert not [f for f in sys.meta_path if type(f).__name__ == '_RegisterAfterImport']  # one shot\n"
+    )
+
+
 def test_import_gymnasium_first_registers_at_once() -> None:
     _python(
         "import gymnasium, tamiyo\nassert {'tamiyo/HostSim-v0', 'tamiyo/HostTrain-v0'} <= set(gymnasium.registry)\n"
