@@ -53,9 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
+    from tamiyo.cli.extras import require_env_extras
+    from tamiyo.cli.user_errors import UserError
+
     setup_logging(args.verbose)
+    require_env_extras(args.env, "tamiyo actor")
     if (args.backlog_group is None) != (args.max_backlog is None):
-        raise SystemExit("error: --backlog-group and --max-backlog go together")
+        raise UserError("--backlog-group and --max-backlog go together")
     trusted = trusted_from_args(args) if args.controller == "policy" else None  # baselines verify nothing
     config = ActorConfig(
         env=args.env,

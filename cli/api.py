@@ -2,7 +2,7 @@
 
     import tamiyo
 
-    result = tamiyo.train(tamiyo.TrainConfig(env="host-sim", preset="host-sim", minutes=2))
+    result = tamiyo.train(tamiyo.TrainConfig.from_preset("host-sim", minutes=2))
     print(result.summary["frames_per_s"], result.verdict, result.policy_path)
     print(tamiyo.evaluate(result.policy_path, tasks=30)["mean_return"])
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,13 +73,20 @@ class RunResult:
 def train(config: TrainConfig | None = None, *, kafka: KafkaSettings | None = None, **settings: Any) -> RunResult:
     """Run the pipeline (broker, topics, learner, replay, actors) until ``config``'s budget, then evaluate.
 
-    ``config``: the run's settings (TrainConfig's defaults when None); keyword ``settings`` override its
-    fields (``train(minutes=1, env="gym:CartPole-v1", algo="ppo")``).  ``kafka``: the cluster to use; None
-    runs on the local broker under ``config.data_dir`` (started and stopped by the run if none is running).
-    Without any of ``updates``/``frames``/``minutes`` the run lasts the CLI's default of 3 minutes.
+    ``config``: the run's settings, taken as they are (`TrainConfig.from_preset` gives a preset's pipeline
+    shape, as ``--preset`` does); keyword ``settings`` override its fields.  Without a ``config`` the
+    settings are those of `tamiyo train` with the same flags: ``train(preset="cartpole", algo="ppo",
+    env="gym:CartPole-v1", minutes=1)`` has the cartpole preset's shape.  ``kafka``: the cluster to use;
+    None runs on the local broker under ``config.data_dir`` (started and stopped by the run if none is
+    running).  Without any of ``updates``/``frames``/``minutes`` the run lasts the CLI's default of 3 minutes.
     """
-    config = dataclasses.replace(config or TrainConfig(), **settings)
-    check_config(config)
+    if config is not None:
+        config = dataclasses.replace(config, **settings)
+    elif settings.get("preset"):
+        config = TrainConfig.from_preset(**settings)
+    else:
+        config = TrainConfig(**settings)
+    check_config(config, kafka)
     require_extra("train", "tamiyo train (progress, plots, TensorBoard files)")
     require_env_extras(config.env, "tamiyo train")
     from tamiyo.bus.broker import BrokerError
@@ -106,21 +114,39 @@ def train(config: TrainConfig | None = None, *, kafka: KafkaSettings | None = No
 DEFAULT_MINUTES = 3.0  # with start-up and the final evaluation, a default run ends within 5 minutes on 2 cores
 
 
-def check_config(config: TrainConfig) -> None:
+def check_config(config: TrainConfig, kafka: KafkaSettings | None = None) -> None:
     """Refuse, with one line each, the settings that would only fail once the services are running."""
+    from tamiyo.cli.common import PRESET_NAMES
+
     if config.algo not in ("impala", "ppo"):
         raise UserError(f"algo must be impala or ppo, not {config.algo!r}")
     if config.replay_mode not in (None, "fifo", "prioritized"):
         raise UserError(f"replay_mode must be fifo or prioritized, not {config.replay_mode!r}")
+    if config.preset is not None and config.preset not in PRESET_NAMES:
+        raise UserError(f"preset must be one of {', '.join(PRESET_NAMES)}, not {config.preset!r}")
     if not (config.env in ("host-sim", "host-train") or config.env.startswith("gym:")):
         raise UserError(f"env must be host-sim, host-train or gym:<id>, not {config.env!r}")
     for name in ("actors", "envs_per_actor", "unroll_length", "batch_size", "return_window"):
         if getattr(config, name) < 1:
             raise UserError(f"{name} must be at least 1, not {getattr(config, name)}")
+    for name in ("updates", "frames", "minutes"):
+        value = getattr(config, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise UserError(f"{name} must be a positive finite number, not {value!r}")
+    if not config.env.startswith("gym:") and config.eval_tasks < 1:
+        raise UserError(f"eval_tasks must be at least 1 on a host env, not {config.eval_tasks}")
+    for name in ("eval_episodes", "max_restarts", "torch_threads"):
+        value = getattr(config, name)
+        if value is not None and value < 0:
+            raise UserError(f"{name} must not be negative, not {value}")
     if config.stop_at_target and config.target_return is None:
         raise UserError("stop_at_target needs target_return (--stop-at-target needs --target-return)")
     if config.init_from is not None and not Path(config.init_from).is_file():
         raise UserError(f"init_from: no policy file {config.init_from}")
+    if config.secure and kafka is not None:
+        raise UserError(
+            "secure runs on the local secure broker; for another cluster pass its security settings instead"
+        )
 
 
 def evaluate(

@@ -16,7 +16,7 @@ from typing import Any
 
 from tamiyo.cli.api import DEFAULT_MINUTES
 from tamiyo.cli.common import PRESET_NAMES
-from tamiyo.cli.train_config import TrainConfig
+from tamiyo.cli.train_config import TrainConfig, preset_shape
 from tamiyo.cli.train_config_file import ConfigFileError, read_config_file
 
 # TrainConfig fields whose flag stores under another name.
@@ -63,7 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     proof = p.add_argument_group("learning proof (episode returns read from the trajectories topic)")
     proof.add_argument("--target-return", type=float, default=None, help="track the windowed mean return vs this")
     proof.add_argument("--return-window", type=int, default=d.return_window, help="episodes in the window")
-    proof.add_argument("--stop-at-target", action="store_true", help="stop as soon as the target is reached")
+    # BooleanOptionalAction (--no-...): a flag can turn off what a --config file turned on.
+    stop_help = "stop as soon as the target is reached"
+    proof.add_argument("--stop-at-target", action=argparse.BooleanOptionalAction, default=False, help=stop_help)
     p.add_argument("--out", default=d.out, help="runs/<id>/ is written here")
     p.add_argument("--run-id", default="", help="default: <time>-<algo>-<env>")
     p.add_argument("--seed", type=int, default=d.seed)
@@ -81,10 +83,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-tasks", type=int, default=d.eval_tasks, help="host envs: held-out tasks to evaluate on")
     p.add_argument("--eval-episodes", type=int, default=d.eval_episodes, help="gym envs: greedy episodes (0: none)")
     p.add_argument("--data-dir", default=d.data_dir, help="local broker data dir")
-    p.add_argument("--keep-broker", action="store_true", help="leave a broker this run started running")
+    keep_help = "leave a broker this run started running"
+    p.add_argument("--keep-broker", action=argparse.BooleanOptionalAction, default=False, help=keep_help)
     p.add_argument(
         "--secure",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="on the local secure broker (TLS, SCRAM per service role, ACLs; data dir .tamiyo/secure-broker)",
     )
     add_hyperparameter_arguments(p, list(PRESET_NAMES))
@@ -120,18 +124,15 @@ def config_file_defaults(args: argparse.Namespace, parser: argparse.ArgumentPars
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """TrainConfig: explicit flags, then the preset's pipeline shape for --algo, then the defaults."""
     from tamiyo.cli.learner_cmd import hyperparameter_argv
-    from tamiyo.learner.presets import get_preset
 
     d = TrainConfig()
-    shape = get_preset(args.preset).pipeline.get(args.algo) if args.preset else None
+    shape = preset_shape(args.preset, args.algo) if args.preset else {}
 
     def pick(name: str) -> Any:
         explicit = getattr(args, name)
-        if explicit is not None:
-            return explicit
-        return getattr(shape, name) if shape is not None else getattr(d, name)
+        return explicit if explicit is not None else shape.get(name, getattr(d, name))
 
-    replay_args = args.replay_arg if args.replay_arg is not None else list(shape.replay_args if shape else ())
+    replay_args = args.replay_arg if args.replay_arg is not None else shape.get("replay_args", d.replay_args)
     # --hidden has its own TrainConfig field (it is in the run's config); the other flags are passed as given,
     # after a config file's learner_args (the learner's parser lets the later flag win).
     flags = hyperparameter_argv(args)

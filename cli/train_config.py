@@ -5,7 +5,8 @@ Kept free of heavy imports: `tamiyo train`'s parser reads the defaults here at e
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from tamiyo.bus.broker import DEFAULT_DATA_DIR
 
@@ -49,3 +50,28 @@ class TrainConfig:
     signing_key: str | None = None
     trusted_keys: str | None = None
     torch_threads: int | None = None  # OMP/torch threads per service process (None: torch's default)
+
+    @classmethod
+    def from_preset(cls, preset: str, algo: str = "impala", **settings: Any) -> TrainConfig:
+        """A run with ``preset``'s pipeline shape for ``algo`` (actors, envs per actor, unroll length, batch,
+        replay settings) and its learner hyperparameters, as `tamiyo train --preset` does; ``settings``
+        override any field.  (A plain ``TrainConfig(preset=...)`` takes the preset's learner
+        hyperparameters only, with this class's shape.)"""
+        return cls(**(preset_shape(preset, algo) | {"preset": preset, "algo": algo} | settings))
+
+
+SHAPE_FIELDS = ("actors", "envs_per_actor", "unroll_length", "batch_size", "max_policy_lag", "max_backlog",
+                "replay_mode", "replay_args")  # fmt: skip
+
+
+def preset_shape(preset: str, algo: str) -> dict[str, Any]:
+    """The TrainConfig fields that ``preset`` sets for ``algo`` (none if it has no pipeline for it)."""
+    from tamiyo.learner.presets import get_preset  # torch: only when a preset is asked for
+
+    shape = get_preset(preset).pipeline.get(algo)
+    if shape is None:
+        return {}
+    values = {name: getattr(shape, name) for name in SHAPE_FIELDS}
+    values["replay_args"] = list(shape.replay_args)
+    assert set(values) <= {f.name for f in fields(TrainConfig)}
+    return values

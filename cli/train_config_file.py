@@ -97,9 +97,11 @@ def config_values(text: str, source: str = "config") -> dict[str, Any]:
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The settings of a config file (``--config``); a ConfigFileError names what is wrong with it."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_bytes().decode("utf-8")  # TOML is UTF-8, whatever the locale says
     except OSError as err:
         raise ConfigFileError(f"cannot read config file {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigFileError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     return config_values(text, str(path))
 
 

@@ -1,5 +1,5 @@
 """bench/soak.py's arithmetic (the soak itself takes minutes and is not a test): RSS slopes after the
-warm-up against a hand-computed least-squares line, and /proc reading of a live and a gone process."""
+warm-up against numpy's least-squares fit, and /proc reading of a live and a gone process."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 spec = importlib.util.spec_from_file_location("soak", Path(__file__).resolve().parents[1] / "bench" / "soak.py")
@@ -19,11 +20,8 @@ def test_the_slope_ignores_the_warm_up_and_is_per_minute():
     # 100 MiB during the warm-up, then +0.5 MiB every 30 s = 1 MiB/min, with symmetric noise.
     samples = [(float(t), 100.0) for t in range(0, 120, 30)]
     samples += [(120.0 + 30 * i, 200.0 + 0.5 * i + (0.2 if i % 2 else -0.2)) for i in range(10)]
-    # The noise alternates, so the least-squares slope is 0.5/30 per s plus the noise's own trend:
-    ts = [t for t, _ in samples if t >= 120]
-    vs = [v for t, v in samples if t >= 120]
-    mt, mv = sum(ts) / len(ts), sum(vs) / len(vs)
-    want = sum((t - mt) * (v - mv) for t, v in zip(ts, vs, strict=True)) / sum((t - mt) ** 2 for t in ts) * 60
+    after = np.array([(t, v) for t, v in samples if t >= 120])
+    want = np.polyfit(after[:, 0], after[:, 1], 1)[0] * 60  # numpy's least squares, per minute
     assert soak.slope_per_minute(samples, warmup_s=120) == pytest.approx(want)
     assert want == pytest.approx(1.0, abs=0.05)
     assert soak.slope_per_minute(samples[:5], warmup_s=120) is None  # too few samples after the warm-up

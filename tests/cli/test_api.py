@@ -54,11 +54,35 @@ def test_version(capsys):
         ({"replay_mode": "lifo"}, "replay_mode must be"),
         ({"stop_at_target": True}, "stop_at_target needs target_return"),
         ({"init_from": "/nonexistent/policy.safetensors"}, "no policy file"),
+        ({"preset": "nope"}, "preset must be one of"),
+        ({"minutes": float("nan")}, "minutes must be a positive finite number"),
+        ({"minutes": float("inf")}, "minutes must be a positive finite number"),
+        ({"frames": 0}, "frames must be a positive finite number"),
+        ({"eval_tasks": 0}, "eval_tasks must be at least 1 on a host env"),
+        ({"max_restarts": -1}, "max_restarts must not be negative"),
     ],
 )
 def test_settings_that_would_fail_inside_a_service_are_refused_before_anything_starts(changes, complaint):
     with pytest.raises(UserError, match=complaint):
         check_config(dataclasses.replace(tamiyo.TrainConfig(), **changes))
+
+
+def test_secure_is_refused_with_another_cluster():
+    from tamiyo.bus.clients import KafkaSettings
+
+    with pytest.raises(UserError, match="local secure broker"):
+        check_config(tamiyo.TrainConfig(secure=True), KafkaSettings("127.0.0.1:1"))
+
+
+def test_from_python_a_preset_gives_the_same_run_as_the_command_line():
+    from tamiyo.cli.main import build_parser, parse
+    from tamiyo.cli.train_cmd import config_from_args
+
+    cli = config_from_args(parse(build_parser(), ["train", "--preset", "host-sim", "--minutes", "2"]))
+    api = tamiyo.TrainConfig.from_preset("host-sim", minutes=2.0)
+    assert dataclasses.replace(cli, torch_threads=None) == api
+    assert api.actors == 1 and api.envs_per_actor == 128 and api.replay_mode == "fifo"  # not the class defaults
+    assert tamiyo.TrainConfig.from_preset("host-sim", actors=3).actors == 3  # a setting beats the preset
 
 
 def test_evaluate_gives_the_same_result_as_the_evaluation_it_wraps_and_refuses_what_it_cannot_run(tmp_path):

@@ -52,6 +52,7 @@ def test_the_services_import_and_run_host_sim_without_any_extra():
     ("argv", "extra"),
     [
         (["eval", "--env", "host-train", "--tasks", "1"], "host-train"),
+        (["actor", "--env", "host-train", "--bootstrap", "127.0.0.1:1"], "host-train"),
         (["train", "--updates", "1", "--bootstrap", "127.0.0.1:1"], "train"),
         (["demo", "--bootstrap", "127.0.0.1:1"], "kafka-zstd"),
     ],

@@ -83,9 +83,12 @@ def test_an_integer_is_accepted_where_a_float_is_expected(tmp_path):
     assert load_config(tmp_path / "c.toml").minutes == 3.0
 
 
-def test_a_missing_file_is_one_line(tmp_path):
+def test_a_missing_or_undecodable_file_is_one_line(tmp_path):
     with pytest.raises(ConfigFileError, match="cannot read config file"):
         read_config_file(tmp_path / "nope.toml")
+    (tmp_path / "latin1.toml").write_bytes('env = "h\xf4te"\n'.encode("latin-1"))
+    with pytest.raises(ConfigFileError, match="not UTF-8 text"):
+        read_config_file(tmp_path / "latin1.toml")
 
 
 def _config(argv: list[str]) -> TrainConfig:
@@ -105,6 +108,7 @@ def test_flags_override_the_file_wherever_they_stand_and_the_file_overrides_the_
         assert got == ("gym:CartPole-v1", "ppo", 3, 0, True, 1.0)
         assert c.preset == "cartpole"
     assert before.learner_args == ["--lr", "0.001"]
+    assert _config(["--config", str(path), "--no-keep-broker"]).keep_broker is False  # what the file turned on
     assert after.learner_args == ["--lr", "0.001", "--lr", "0.002"]  # the learner's parser takes the last
     # The file's actors (3) win over the cartpole preset's; its envs per actor come from the preset.
     from tamiyo.learner.presets import get_preset
