@@ -58,6 +58,11 @@ def test_the_services_import_and_run_host_sim_without_any_extra():
     ],
 )
 def test_a_command_without_its_extra_stops_with_one_line_that_says_what_to_install(monkeypatch, capsys, argv, extra):
+    # OpenTelemetry's providers are process-wide and set once: a service command run in this process must
+    # not take them from tests/services/test_tracing.py, which installs its own in-memory exporter.
+    import tamiyo.bus.observability
+
+    monkeypatch.setattr(tamiyo.bus.observability, "setup_observability", lambda service: None)
     monkeypatch.setitem(extras.EXTRAS, extra, ("tamiyo_no_such_module",))
     assert main(argv) == 2
     lines = capsys.readouterr().err.strip().splitlines()
