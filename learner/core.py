@@ -154,6 +154,9 @@ class LearnerCore:
             assert checkpoint_dir is not None
             restore_optimizer(checkpoint_dir, self.algorithm.optimizer, config.device)
             self.algorithm.version = int(counters["version"])
+        # Restored from a checkpoint: its weights and optimizer state belong together, and the batches after
+        # it (uncommitted: the loop commits only what a checkpoint holds) are read and trained on again.
+        self.resumed = bool(counters)
         self.updates = int(counters.get("updates", 0))
         self.env_steps = int(counters.get("env_steps", 0))
         self.last_snapshot_version = -1
@@ -170,13 +173,15 @@ class LearnerCore:
         """Versions never go backwards: a learner (re)started on a run whose policy topic already holds
         versions up to ``published`` of its policy continues after them.  Subscribers accept only newer
         versions, so a learner starting again at 0 was ignored until it passed the old count.  Without a
-        checkpoint at least as new, it also takes the weights of ``snapshot`` (the newest verified one)
-        when they fit its network.  Returns what it did, for the log."""
+        checkpoint, it also takes the weights of ``snapshot`` (the newest verified one) when they fit its
+        network.  Returns what it did, for the log."""
         if published < self.version:
             return "nothing newer published"
         before, took = self.version, False
         fits = snapshot is not None and snapshot.schema == self.schema and snapshot.model_config == self.model.config
-        if snapshot is not None and fits and snapshot.version > self.version:
+        # A resumed learner keeps its checkpoint's weights (they match its optimizer state, and it trains again
+        # on the batches since the checkpoint); a fresh one starts from the newest published weights.
+        if snapshot is not None and fits and snapshot.version > self.version and not self.resumed:
             self.model.load_state_dict(snapshot_tensors(snapshot.message.weights), strict=True)
             took = True
         # The start snapshot goes out at the current version: version `published` again only with exactly
@@ -340,12 +345,13 @@ class LearnerCore:
         )
         return OutgoingRecord(self.topics.telemetry, self.encoder.encode(packet), b"learner", best_effort=True)
 
-    def checkpoint(self) -> None:
-        """Write the checkpoint (no-op without a directory, or with non-finite weights).  Blocking."""
+    def checkpoint(self) -> bool:
+        """Write the checkpoint; False without a directory or with non-finite weights (nothing written).  Blocking."""
         if not self.config.checkpoint_dir or not self.weights_finite():
-            return
+            return False
         counters = {"updates": self.updates, "version": self.version, "env_steps": self.env_steps}
         save_checkpoint(self.config.checkpoint_dir, self.model, self.algorithm.optimizer, counters)
+        return True
 
     def summary(self) -> dict[str, float]:
         return {"updates": float(self.updates), "version": float(self.version), "env_steps": float(self.env_steps)}

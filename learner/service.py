@@ -5,9 +5,13 @@ Per record: the core decodes the batch in a thread of its own, up to PREFETCH re
 and decompression stay off the training's critical path), then trains on it in a worker thread (Kafka
 heartbeats keep flowing during long updates).  The loop publishes what the core returns, in order (acks
 and snapshots acknowledged by the broker, telemetry best-effort), dead-letters a rejected batch, records
-the traces and metrics, writes a checkpoint when due, and then commits that batch's offset (not the
-consumer's position, which is ahead by the prefetched records).  A ``telemetry_sink`` (e.g. the CLI's
-TensorBoard writer) is handed each telemetry record's value as it is published.
+the traces and metrics, writes a checkpoint when due, and commits the batch's offset (not the
+consumer's position, which is ahead by the prefetched records).  With a checkpoint directory it commits
+only once a checkpoint holds the updates the offsets cover (every ``checkpoint_every`` updates and at a
+clean stop): a learner killed in between restarts with ``--resume`` from the checkpoint and trains on
+the batches after it again, so no update that a commit claims is lost (at-least-once learning).
+A ``telemetry_sink`` (e.g. the CLI's TensorBoard writer) is handed each telemetry record's value as it
+is published.
 """
 
 from __future__ import annotations
@@ -94,6 +98,9 @@ class LearnerService:
         loop = asyncio.get_running_loop()
         # The next batch decodes in its own thread while the current one trains (PREFETCH records ahead).
         decoding: collections.deque[tuple[ConsumerRecord, asyncio.Future[DecodedBatch]]] = collections.deque()
+        # With a checkpoint directory, offsets are committed only once a checkpoint holds what they cover: a
+        # learner killed in between re-reads those batches after `--resume` instead of losing their updates.
+        uncommitted: dict[TopicPartition, int] = {}
         try:
             await self._continue_after_published()
             await publish(producer, core.start_records())
@@ -110,9 +117,12 @@ class LearnerService:
                 if decoding:
                     seen_batch, last_batch = True, time.monotonic()
                     rec, future = decoding.popleft()
-                    await self._process(rec, await future, producer)
+                    checkpointed = await self._process(rec, await future, producer)
                     # Exactly what was applied: the consumer's position is ahead by the prefetched records.
-                    await consumer.commit({TopicPartition(rec.topic, rec.partition): rec.offset + 1})
+                    uncommitted[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
+                    if checkpointed or not cfg.checkpoint_dir:
+                        await consumer.commit(uncommitted)
+                        uncommitted = {}
                 elif (
                     seen_batch
                     and cfg.stop_when_idle_s is not None
@@ -123,7 +133,8 @@ class LearnerService:
         finally:
             with contextlib.suppress(KafkaError, OSError):
                 await publish(producer, core.final_records())
-                core.checkpoint()
+                if core.checkpoint() and uncommitted:
+                    await consumer.commit(uncommitted)
             await consumer.stop()
             await producer.stop()
             self._decoder.shutdown(wait=False, cancel_futures=True)
@@ -155,7 +166,8 @@ class LearnerService:
         if versions.version >= 0:
             log.info("policy topic: %s", core.continue_after(versions.version, verified.newest))
 
-    async def _process(self, rec: ConsumerRecord, decoded: DecodedBatch, producer: AIOKafkaProducer) -> None:
+    async def _process(self, rec: ConsumerRecord, decoded: DecodedBatch, producer: AIOKafkaProducer) -> bool:
+        """Train on one batch and publish what comes of it; True if a checkpoint now holds the update."""
         # Child of the replay's publish_batch span (the batch record carries its trace context).
         inst = instruments()
         with tracer().start_as_current_span(
@@ -167,12 +179,11 @@ class LearnerService:
                 span.set_status(Status(StatusCode.ERROR, type(outcome.rejected).__name__))
                 await self.deadletter.send(producer, rec, outcome.rejected)
                 await self._publish(producer, outcome.records)  # the priority-free ack, when the batch id is known
-                return
+                return False
             span.set_attribute("tamiyo.batch_id", outcome.batch_id)
             self._record(outcome)
             await self._publish(producer, outcome.records)
-            if outcome.checkpoint_due:
-                await asyncio.to_thread(self.core.checkpoint)
+            return outcome.checkpoint_due and await asyncio.to_thread(self.core.checkpoint)
 
     async def _publish(self, producer: AIOKafkaProducer, records: list[OutgoingRecord]) -> None:
         """`publish`, after handing the telemetry among ``records`` to the sink."""

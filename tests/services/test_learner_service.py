@@ -201,3 +201,48 @@ async def test_a_learner_restarted_without_resume_continues_the_published_versio
     ]
     assert [s.version for s in snaps] == [0, 1, 2, 2, 3]
     assert snaps[3].sha256 == snaps[2].sha256  # the restarted learner started from the published weights
+
+
+async def test_offsets_are_committed_only_for_updates_a_checkpoint_holds(kafka_settings, run_name, tmp_path):
+    """A learner that dies after its last checkpoint leaves the batches since uncommitted; `--resume`
+    restores the checkpoint (weights and optimizer together) and trains on them again, with versions
+    that still only go up."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    topics = Topics.for_run(run_name)
+    await ensure_topics(kafka_settings, topics)
+    await produce(kafka_settings, topics.batches, _batches(3))
+    service = LearnerService(_config(run_name, tmp_path, max_updates=3), kafka_settings, topics, SIGNER)
+    real_checkpoint, calls = service.core.checkpoint, []
+
+    def checkpoint_then_die() -> bool:  # the checkpoint at update 2 is written; the one at the end never is
+        calls.append(service.core.updates)
+        return real_checkpoint() if len(calls) == 1 else False
+
+    service.core.checkpoint = checkpoint_then_die  # type: ignore[method-assign]
+    assert (await asyncio.wait_for(service.run(), timeout=120))["updates"] == 3
+    assert calls == [2, 3]
+
+    async def committed() -> int:
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_settings.bootstrap, group_id=service.group_id)
+        await consumer.start()
+        try:
+            return await consumer.committed(TopicPartition(topics.batches, 0)) or 0
+        finally:
+            await consumer.stop()
+
+    assert await committed() == 2  # batch 3's update is in no checkpoint: not committed
+    resumed = LearnerService(_config(run_name, tmp_path, resume=True, max_updates=3), kafka_settings, topics, SIGNER)
+    assert resumed.core.updates == 2 and resumed.core.resumed
+    assert (await asyncio.wait_for(resumed.run(), timeout=120))["updates"] == 3
+    assert await committed() == 3
+    acks = [
+        decode_envelope(r.value, expect=pb.PriorityUpdate).payload
+        for r in await read(kafka_settings, topics.priorities, 6)
+    ]
+    assert [a.batch_id for a in acks if a.batch_id] == [1, 2, 3, 3]  # batch 3 learned again
+    snaps = [
+        decode_envelope(r.value, expect=pb.PolicySnapshot).payload for r in await read(kafka_settings, topics.policy, 6)
+    ]
+    versions = [s.version for s in snaps]
+    assert versions == sorted(set(versions)) and versions[-1] > 3  # strictly increasing across the restart
