@@ -283,7 +283,10 @@ class TrainRun:
         return None
 
     def _write_pids(self) -> None:
-        (self.out_dir / "pids.json").write_text(json.dumps(self.services.pids() | {"broker": self._broker_pid()}))
+        # Replaced atomically: it is rewritten on every restart while others (tests, operators) read it.
+        tmp = self.out_dir / "pids.json.tmp"
+        tmp.write_text(json.dumps(self.services.pids() | {"broker": self._broker_pid()}))
+        tmp.replace(self.out_dir / "pids.json")
 
     def _summary(self, progress: RunProgress, wall_s: float) -> dict[str, Any]:
         assert self.settings is not None

@@ -400,3 +400,34 @@ def test_each_service_gets_the_cluster_settings_and_only_the_learner_gets_the_pr
     assert seen["TAMIYO_POLICY_TRUSTED_KEYS"] == "/pub.pem"
     assert not [k for k in seen if k.startswith(("TAMIYO_KAFKA_", "TAMIYO_DEV_")) or k == "TAMIYO_POLICY_SIGNING_KEY"]
     assert "parent" not in repr(child) and "/pub.pem" not in repr(child)  # a child's env stays out of logs
+
+
+def test_pids_json_is_never_seen_half_written(tmp_path):
+    """It is rewritten on every restart while tests and operators read it (a CI run once read it empty)."""
+    import threading
+
+    from tamiyo.cli.train_config import TrainConfig
+    from tamiyo.cli.train_run import TrainRun
+
+    run = TrainRun(TrainConfig(out=str(tmp_path), run_id="pids"), None)
+    run.out_dir.mkdir(parents=True)
+    run.services.pids = lambda: {f"actor-{i}": 10_000 + i for i in range(200)}  # type: ignore[method-assign]
+    run._write_pids()
+    bad: list[str] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        while not done.is_set():
+            text = (run.out_dir / "pids.json").read_text()
+            try:
+                json.loads(text)
+            except ValueError:
+                bad.append(text)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    for _ in range(2000):
+        run._write_pids()
+    done.set()
+    t.join()
+    assert bad == []
