@@ -67,6 +67,10 @@ def _priority_update(u: pb.PriorityUpdate) -> None:
     # uint64 on the wire, int64 in the store: a larger value would wrap negative (and pass a bounds check).
     if len(u.indices) and max(max(u.indices), max(u.keys)) > _INT64_MAX:
         raise InvalidFieldError("priority index or key beyond int64")
+    if len(u.rejected_indices) != len(u.rejected_keys):
+        raise InvalidFieldError("rejected indices and keys differ in length")
+    if len(u.rejected_indices) and max(max(u.rejected_indices), max(u.rejected_keys)) > _INT64_MAX:
+        raise InvalidFieldError("rejected index or key beyond int64")
 
 
 _INT64_MAX = (1 << 63) - 1
@@ -81,6 +85,8 @@ def _sampled_batch(b: pb.SampledBatch) -> None:
             raise UnsupportedEncodingError(f"item encoding {it.encoding}")
         if not it.trajectory:
             raise InvalidFieldError("empty trajectory in batch")
+        if max(it.index, it.key) > _INT64_MAX:  # the ack hands them back, and the replay's store holds int64
+            raise InvalidFieldError("item index or key beyond int64")
 
 
 def _snapshot(s: pb.PolicySnapshot) -> None:

@@ -1,8 +1,9 @@
 """The learner's pure core: one `SampledBatch` record in, what to publish and what to record out.
 
 No Kafka here (`learner/service.py` is the loop around it).  Per batch:
-decode and validate every trajectory against the env's graph schema (a bad batch is rejected whole,
-with the reason, and still acknowledged, without priorities, when its batch id could be read), run
+decode and validate every trajectory against the env's graph schema (items that fail are left out,
+named in the ack's ``rejected_keys`` for the replay to evict, and the record is dead-lettered with the
+first reason; a batch with no usable item is still acknowledged when its batch id could be read), run
 one IMPALA step (V-trace, prioritized-replay importance weights) or one PPO update (GAE, minibatch
 epochs), and answer with, in send order:
 
@@ -102,17 +103,20 @@ class ItemTrace:
 class DecodedBatch:
     """A `batches` record decoded and checked, or why it cannot be trained on."""
 
-    sampled: pb.SampledBatch | None
-    unrolls: list[Unroll]
-    rejected: LeylineError | ValueError | None
+    sampled: pb.SampledBatch | None  # None: nothing of it can be trained on
+    unrolls: list[Unroll]  # the usable items, in batch order
+    rejected: LeylineError | ValueError | None  # why the record (or some of its items) is dead-lettered
     decode_ms: float
     batch_id: int | None = None  # of a rejected batch whose envelope decoded (so it can still be acknowledged)
+    items: list[pb.SampledItem] = field(default_factory=list)  # the usable items, one per unroll
+    rejected_items: list[pb.SampledItem] = field(default_factory=list)  # named in the ack for eviction
 
 
 @dataclass
 class BatchOutcome:
     records: list[OutgoingRecord] = field(default_factory=list)  # to publish, in this order
-    rejected: LeylineError | ValueError | None = None  # the batch was not trained on: dead-letter it
+    rejected: LeylineError | ValueError | None = None  # dead-letter the record with this reason
+    trained: bool = False  # the batch's usable items were trained on (False: only an ack, if anything)
     stepped: bool = False
     checkpoint_due: bool = False
     batch_id: int = 0
@@ -161,6 +165,7 @@ class LearnerCore:
         self.env_steps = int(counters.get("env_steps", 0))
         self.last_snapshot_version = -1
         self.rejected_batches = 0
+        self.rejected_items = 0
         self.last_metrics: dict[str, float] = {}
         self._recent_rates: deque[tuple[float, int]] = deque(maxlen=50)
 
@@ -221,31 +226,44 @@ class LearnerCore:
             sampled = decode_envelope(value, expect=pb.SampledBatch).payload
         except LeylineError as err:
             return DecodedBatch(None, [], err, (time.perf_counter() - t0) * 1e3)
-        try:
-            unrolls = [self._decode_item(item) for item in sampled.items]
-            if not unrolls:
-                raise InvalidFieldError("empty batch")
-        except (LeylineError, ValueError) as err:
-            return DecodedBatch(None, [], err, (time.perf_counter() - t0) * 1e3, batch_id=int(sampled.batch_id))
-        return DecodedBatch(sampled, unrolls, None, (time.perf_counter() - t0) * 1e3)
+        unrolls: list[Unroll] = []
+        items: list[pb.SampledItem] = []
+        bad: list[pb.SampledItem] = []
+        first_error: LeylineError | ValueError | None = None
+        for item in sampled.items:
+            try:
+                unrolls.append(self._decode_item(item))
+                items.append(item)
+            except (LeylineError, ValueError) as err:
+                bad.append(item)
+                first_error = first_error or err
+        rejected = _rejection(first_error, len(bad), len(sampled.items)) if sampled.items else None
+        if not unrolls:
+            reason = rejected or InvalidFieldError("empty batch")
+            ms = (time.perf_counter() - t0) * 1e3
+            return DecodedBatch(None, [], reason, ms, batch_id=int(sampled.batch_id), rejected_items=bad)
+        ms = (time.perf_counter() - t0) * 1e3
+        return DecodedBatch(sampled, unrolls, rejected, ms, items=items, rejected_items=bad)
 
     def train(self, decoded: DecodedBatch) -> BatchOutcome:
         """One learner step on a decoded batch, and what to publish about it."""
-        outcome = BatchOutcome(decode_ms=decoded.decode_ms)
+        outcome = BatchOutcome(decode_ms=decoded.decode_ms, rejected=decoded.rejected)
+        self.rejected_items += len(decoded.rejected_items)
         if decoded.sampled is None:
             self.rejected_batches += 1
-            outcome.rejected = decoded.rejected
             if decoded.batch_id is not None:
                 # Acknowledged without priorities: the replay frees its in-flight slot now, not after
-                # its ack timeout (120 s by default), and nothing of the batch is learned from.
+                # its ack timeout (120 s by default), evicts the items, and nothing is learned from them.
                 ack = pb.PriorityUpdate(batch_id=decoded.batch_id, learner_step=self.version)
+                _name_rejected(ack, decoded.rejected_items)
                 outcome.records.append(OutgoingRecord(self.topics.priorities, self.encoder.encode(ack), b"learner"))
             return outcome
-        sampled, unrolls = decoded.sampled, decoded.unrolls
+        sampled, unrolls, items = decoded.sampled, decoded.unrolls, decoded.items
+        outcome.trained = True
         if sampled.created_at_ns:
             outcome.batch_latency_ms = max(0.0, (time.time_ns() - sampled.created_at_ns) / 1e6)
         outcome.batch_id = int(sampled.batch_id)
-        weights = np.asarray([it.weight for it in sampled.items], dtype=np.float32)
+        weights = np.asarray([it.weight for it in items], dtype=np.float32)
         t0 = time.perf_counter()
         metrics, priorities = self._train(unrolls, weights)
         step_s = time.perf_counter() - t0
@@ -257,14 +275,15 @@ class LearnerCore:
         self._recent_rates.append((time.monotonic(), steps))
 
         ack = pb.PriorityUpdate(batch_id=sampled.batch_id, learner_step=self.version)
-        if len(priorities) == len(sampled.items):
-            ack.indices.extend(it.index for it in sampled.items)
-            ack.keys.extend(it.key for it in sampled.items)
+        if len(priorities) == len(items):
+            ack.indices.extend(it.index for it in items)
+            ack.keys.extend(it.key for it in items)
             ack.priorities.extend(float(p) for p in priorities)
+        _name_rejected(ack, decoded.rejected_items)
         outcome.records.append(OutgoingRecord(self.topics.priorities, self.encoder.encode(ack), b"learner"))
         outcome.items = [
             ItemTrace(item.trace_parent, float(self.version - unroll.policy_versions.mean()))
-            for item, unroll in zip(sampled.items, unrolls, strict=True)
+            for item, unroll in zip(items, unrolls, strict=True)
         ]
         metrics.update(
             {
@@ -280,6 +299,7 @@ class LearnerCore:
                 ),
                 "episode_return_mean": _mean_episode_return(unrolls),
                 "rejected_batches": float(self.rejected_batches),
+                "rejected_items": float(self.rejected_items),
                 "breaker_failures": float(self.algorithm.breaker.total_failures),
                 "process_cpu_s": time.process_time(),
             }
@@ -355,6 +375,22 @@ class LearnerCore:
 
     def summary(self) -> dict[str, float]:
         return {"updates": float(self.updates), "version": float(self.version), "env_steps": float(self.env_steps)}
+
+
+def _rejection(first: LeylineError | ValueError | None, bad: int, total: int) -> LeylineError | ValueError | None:
+    """The dead-letter reason for a batch with ``bad`` of ``total`` items unusable: the first item's error, of
+    its own type (the dead-letter reason names it), saying how many were left out."""
+    if first is None:
+        return None
+    try:
+        return type(first)(f"{bad} of {total} items rejected; first: {first}")
+    except TypeError:  # an error type with another constructor
+        return first
+
+
+def _name_rejected(ack: pb.PriorityUpdate, items: list[pb.SampledItem]) -> None:
+    ack.rejected_indices.extend(it.index for it in items)
+    ack.rejected_keys.extend(it.key for it in items)
 
 
 def _mean_episode_return(unrolls: list[Unroll]) -> float:

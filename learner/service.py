@@ -175,9 +175,10 @@ class LearnerService:
         ) as span:
             inst.records_in.add(1, {"topic": rec.topic})
             outcome = await asyncio.to_thread(self.core.train, decoded)
-            if outcome.rejected is not None:
+            if outcome.rejected is not None:  # the record, or some of its items
                 span.set_status(Status(StatusCode.ERROR, type(outcome.rejected).__name__))
                 await self.deadletter.send(producer, rec, outcome.rejected)
+            if not outcome.trained:
                 await self._publish(producer, outcome.records)  # the priority-free ack, when the batch id is known
                 return False
             span.set_attribute("tamiyo.batch_id", outcome.batch_id)

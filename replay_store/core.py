@@ -10,8 +10,9 @@ what to publish, what to dead-letter and which offsets are safe to commit:
    the rate limiter allows sampling (prioritized: sum-tree sampling with IS weights; fifo: oldest fresh
    items first, each exactly once, stale ones dropped);
 3. `apply_acks`: `PriorityUpdate`s (stale indices of evicted items are ignored by key); each counts
-   its batch as acknowledged; in prioritized mode the learner's version also retires items older than
-   ``max_staleness`` versions (never sampled again);
+   its batch as acknowledged; items the learner rejected (``rejected_keys``) are evicted; in prioritized
+   mode the learner's version also retires items older than ``max_staleness`` versions (never sampled
+   again);
 4. `snapshot_if_due`: in prioritized mode with a snapshot path, an atomic on-disk snapshot, after which
    the offsets it covers may be committed.
 
@@ -304,11 +305,16 @@ class ReplayCore:
                 self.stats.stale_acks += 1  # another replay's batch, or one that timed out
             else:
                 self.stats.acks += 1
-            if isinstance(self.store, PrioritizedReplay) and len(update.indices):
-                idx = np.asarray(update.indices, dtype=np.int64)
-                if idx.max() >= self.store.capacity:
-                    rejected.append((i, LeylineError("priority index beyond capacity")))
-                    continue
+            self.stats.rejected_by_learner += len(update.rejected_keys)
+            if not isinstance(self.store, PrioritizedReplay):
+                continue  # a fifo hands each item out once: nothing of the batch is left to update or evict
+            idx = np.asarray(update.indices, dtype=np.int64)
+            bad = np.asarray(update.rejected_indices, dtype=np.int64)
+            if max(idx.max(initial=0), bad.max(initial=0)) >= self.store.capacity:
+                rejected.append((i, InvalidFieldError("priority index beyond capacity")))
+                continue
+            self.store.evict(bad, np.asarray(update.rejected_keys, dtype=np.int64))
+            if idx.size:
                 self.stats.priority_updates_applied += self.store.update_priorities(
                     idx,
                     np.asarray(update.priorities, dtype=np.float64),
@@ -361,6 +367,7 @@ class ReplayCore:
             "batches_in_flight": float(len(self.outstanding)),
             "acks": float(s.acks),
             "priority_updates_applied": float(s.priority_updates_applied),
+            "rejected_by_learner": float(s.rejected_by_learner),
             "deadlettered": float(deadlettered),
             "snapshots": float(s.snapshots),
             "process_cpu_s": time.process_time(),

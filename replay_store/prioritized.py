@@ -12,6 +12,9 @@ update and updates for items evicted in the meantime are dropped (and counted)
 instead of landing on the newer item in that slot.  (``add``'s ``keys`` are the
 other kind of key: ``(producer id, sequence)`` for dedup.)
 
+Items the learner could not use (``evict``, from ``PriorityUpdate.rejected_keys``) get priority 0 for
+good, like retired ones, until their slot is refilled.
+
 A staleness cap (``retire_older_than``): an item whose behaviour policy is older than a given version
 gets priority 0, so it is never sampled again, and priority updates cannot bring it back; the oldest
 slots are freed at once when they are retired, the others when the ring reaches them.  Unrolls arrive
@@ -72,6 +75,8 @@ class PrioritizedReplay:
         self.stale_updates = 0
         self.min_policy_version = 0  # items made by an older policy are retired (never sampled)
         self.retired_total = 0
+        self.rejected = np.zeros(self.storage.capacity, dtype=bool)  # evicted at the learner's word
+        self.rejected_total = 0
         self.lock = threading.Lock()
 
     @property
@@ -108,6 +113,7 @@ class PrioritizedReplay:
             put = self.storage.put(payloads, meta)
             stored = put.slots >= 0
             new_slots = put.slots[stored]
+            self.rejected[new_slots] = False  # a refilled slot holds a new item
             if raw is None or given_leaves is None:
                 leaf_values = np.full(new_slots.size, float(self._leaf_value(np.array(self.max_priority))))
             else:
@@ -151,12 +157,31 @@ class PrioritizedReplay:
                     raise ValueError("keys must match indices")
                 live &= current == ids
             live &= self.storage.policy_versions[idx] >= self.min_policy_version  # retired stays retired
+            live &= ~self.rejected[idx]  # and evicted stays evicted
             applied = int(live.sum())
             self.stale_updates += idx.size - applied
             if applied:
                 self.tree.set_unchecked(idx[live], leaves[live])  # range-checked, validated leaves
                 self.max_priority = max(self.max_priority, float(raw[live].max()))
             return applied
+
+    def evict(self, indices: np.ndarray | Sequence[int], keys: np.ndarray | Sequence[int]) -> int:
+        """Never sample the items at ``indices`` again, where the slot still holds the item of that key (a
+        refilled slot keeps its new item); returns how many were evicted now."""
+        idx = np.asarray(indices, dtype=np.int64).ravel()
+        ids = np.asarray(keys, dtype=np.int64).ravel()
+        if ids.shape != idx.shape:
+            raise ValueError("keys must match indices")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.capacity):
+            raise IndexError("evicted index out of range")
+        with self.lock:
+            current = self.storage.item_ids[idx]
+            hit = np.unique(idx[(current != EMPTY) & (current == ids) & ~self.rejected[idx]])
+            if hit.size:
+                self.rejected[hit] = True
+                self.tree.set_unchecked(hit, np.zeros(hit.size))
+                self.rejected_total += int(hit.size)
+            return int(hit.size)
 
     def retire_older_than(self, min_policy_version: int) -> int:
         """Never sample items whose behaviour policy version is below ``min_policy_version`` again, and free
@@ -179,11 +204,11 @@ class PrioritizedReplay:
             return retired
 
     def live_count(self) -> int:
-        """Items that can still be sampled (stored and not retired)."""
+        """Items that can still be sampled (stored, not retired, not evicted)."""
         with self.lock:
             st = self.storage
             order = st.slots_in_order()
-            return int((st.policy_versions[order] >= self.min_policy_version).sum())
+            return int(((st.policy_versions[order] >= self.min_policy_version) & ~self.rejected[order]).sum())
 
     # ------------------------------------------------------------------ reads
     def sample(self, batch_size: int, beta: float = 0.4) -> Sample:
@@ -222,6 +247,7 @@ class PrioritizedReplay:
                 "oversized_total": st.oversized_total,
                 "stale_updates": self.stale_updates,
                 "retired_total": self.retired_total,
+                "rejected_total": self.rejected_total,
                 "min_policy_version": self.min_policy_version,
                 "priority_total": self.tree.total,
                 "max_priority": self.max_priority,

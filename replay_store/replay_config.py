@@ -50,5 +50,6 @@ class ReplayStats:
     batches_published: int = 0
     acks: int = 0
     priority_updates_applied: int = 0
+    rejected_by_learner: int = 0  # items an ack named as unusable (prioritized: evicted, if still stored)
     stale_acks: int = 0
     snapshots: int = 0

@@ -5,13 +5,14 @@ read with ``allow_pickle=False`` so loading a file never runs code.  Arrays:
 
 - ``format`` (str): ``"tamiyo.replay_store.snapshot"``; ``version`` (int64): 1.
 - ``config`` (str): JSON with capacity, alpha, eps, max_bytes, max_priority, the staleness cap
-  (min_policy_version, retired_total; 0 when absent), head,
+  (min_policy_version, retired_total; 0 when absent), rejected_total (0 when absent), head,
   next_item_id, counters and the RNG state (bit generator name + state).
 - Items, oldest first, one entry each: ``payload_offsets`` (int64, n+1) into
   ``payload_blob`` (uint8, the payloads back to back), ``item_ids``,
   ``producer_codes`` (index into ``producer_table``, -1: none), ``sequences``,
   ``policy_versions``, ``lengths``, ``insert_times``, ``encodings``, ``raw_sizes``,
-  ``leaf_priorities`` (``(|p| + eps)^α`` as stored in the tree).
+  ``leaf_priorities`` (``(|p| + eps)^α`` as stored in the tree), ``rejected`` (bool: evicted at the
+  learner's word; all false when absent).
 - ``producer_table`` (str array).
 
 Restoring puts every item back in its slot and rebuilds the tree from the leaves;
@@ -81,11 +82,14 @@ def load_replay_snapshot(path: str | Path, clock: Callable[[], float] = time.tim
         leaves = np.zeros(replay.capacity, dtype=np.float64)
         leaves[storage.slots_in_order()] = data["leaf_priorities"]
         replay.tree.rebuild(leaves)
+        if "rejected" in data:  # absent from snapshots written before the learner could reject items
+            replay.rejected[storage.slots_in_order()] = data["rejected"]
     replay.max_priority = float(config["max_priority"])
     replay.stale_updates = int(config["stale_updates"])
     # Absent from snapshots written before the staleness cap: nothing retired then.
     replay.min_policy_version = int(config.get("min_policy_version", 0))
     replay.retired_total = int(config.get("retired_total", 0))
+    replay.rejected_total = int(config.get("rejected_total", 0))
     return replay
 
 
@@ -105,6 +109,7 @@ def _capture(replay: PrioritizedReplay) -> dict[str, np.ndarray]:
             "stale_updates": replay.stale_updates,
             "min_policy_version": replay.min_policy_version,
             "retired_total": replay.retired_total,
+            "rejected_total": replay.rejected_total,
             "head": st.head,
             "next_item_id": st.next_item_id,
             "counters": {
@@ -124,6 +129,7 @@ def _capture(replay: PrioritizedReplay) -> dict[str, np.ndarray]:
             "encodings": st.encodings[order],
             "raw_sizes": st.raw_sizes[order],
             "leaf_priorities": replay.tree.get(order),
+            "rejected": replay.rejected[order],
             "producer_table": np.array(st.producer_table, dtype=str),
         }
     offsets = np.zeros(order.size + 1, dtype=np.int64)

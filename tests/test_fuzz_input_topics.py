@@ -179,11 +179,14 @@ def test_priority_updates_fuzz_the_replay_core(plan):
     core.ingest([IncomingRecord("p0", i, encoder.encode(t), "") for i, t in enumerate(_TRAJECTORIES)])
     batches = [b for b in (core.next_batch() for _ in range(3)) if b is not None]
     valid = []
-    for batch in batches:
+    for n, batch in enumerate(batches):
         update = pb.PriorityUpdate(batch_id=batch.batch_id, learner_step=1)
-        update.indices.extend(it.index for it in batch.items)
-        update.keys.extend(it.key for it in batch.items)
-        update.priorities.extend([1.5] * len(batch.items))
+        kept, bad = (batch.items, []) if n % 2 else (batch.items[1:], batch.items[:1])  # some name rejected items
+        update.indices.extend(it.index for it in kept)
+        update.keys.extend(it.key for it in kept)
+        update.priorities.extend([1.5] * len(kept))
+        update.rejected_indices.extend(it.index for it in bad)
+        update.rejected_keys.extend(it.key for it in bad)
         valid.append(update)
     values = hostile(valid, plan, EnvelopeEncoder("learner"))
     rejected = core.apply_acks(values)
@@ -216,9 +219,25 @@ def _batches() -> list[pb.SampledBatch]:
 @given(plan=PLAN)
 def test_batches_fuzz_the_learner_core(learner_core, plan):
     values = hostile(_BATCHES, plan[:25], EnvelopeEncoder("replay"))
+    priorities = learner_core.topics.priorities
     for value in values:
         outcome = learner_core.handle(value)
         assert outcome.rejected is None or isinstance(outcome.rejected, LeylineError | ValueError)
+        acks = [decode_envelope(r.value, expect=pb.PriorityUpdate).payload for r in outcome.records
+                if r.topic == priorities]  # fmt: skip
+        try:
+            batch = decode_envelope(value, expect=pb.SampledBatch).payload
+        except LeylineError:
+            assert outcome.rejected is not None and not acks  # nothing to acknowledge: dead-lettered
+            continue
+        # A batch whose envelope decodes is acknowledged exactly once (its in-flight slot is freed), and the
+        # ack names every item: with its priority, or as rejected (then the record is also dead-lettered).
+        (ack,) = acks
+        assert ack.batch_id == batch.batch_id
+        assert len(ack.rejected_keys) == 0 or outcome.rejected is not None
+        named = len(ack.indices) + len(ack.rejected_indices)
+        assert named == len(batch.items) or (not ack.indices and not outcome.stepped)
+        assert all(math.isfinite(p) and p >= 0 for p in ack.priorities)
     assert all(torch.isfinite(p).all() for p in learner_core.model.parameters())
 
 

@@ -390,18 +390,22 @@ class SampledBatch(_message.Message):
     def __init__(self, batch_id: _Optional[int] = ..., items: _Optional[_Iterable[_Union[SampledItem, _Mapping]]] = ..., buffer_size: _Optional[int] = ..., beta: _Optional[float] = ..., created_at_ns: _Optional[int] = ..., replay_id: _Optional[str] = ...) -> None: ...
 
 class PriorityUpdate(_message.Message):
-    __slots__ = ("batch_id", "indices", "keys", "priorities", "learner_step")
+    __slots__ = ("batch_id", "indices", "keys", "priorities", "learner_step", "rejected_indices", "rejected_keys")
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
     INDICES_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
     PRIORITIES_FIELD_NUMBER: _ClassVar[int]
     LEARNER_STEP_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_INDICES_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_KEYS_FIELD_NUMBER: _ClassVar[int]
     batch_id: int
     indices: _containers.RepeatedScalarFieldContainer[int]
     keys: _containers.RepeatedScalarFieldContainer[int]
     priorities: _containers.RepeatedScalarFieldContainer[float]
     learner_step: int
-    def __init__(self, batch_id: _Optional[int] = ..., indices: _Optional[_Iterable[int]] = ..., keys: _Optional[_Iterable[int]] = ..., priorities: _Optional[_Iterable[float]] = ..., learner_step: _Optional[int] = ...) -> None: ...
+    rejected_indices: _containers.RepeatedScalarFieldContainer[int]
+    rejected_keys: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, batch_id: _Optional[int] = ..., indices: _Optional[_Iterable[int]] = ..., keys: _Optional[_Iterable[int]] = ..., priorities: _Optional[_Iterable[float]] = ..., learner_step: _Optional[int] = ..., rejected_indices: _Optional[_Iterable[int]] = ..., rejected_keys: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class PolicySnapshot(_message.Message):
     __slots__ = ("policy_id", "version", "weights", "config_json", "sha256", "signature", "algo", "learner_step", "created_at_ns", "key_id")

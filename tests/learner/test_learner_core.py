@@ -34,7 +34,7 @@ def _unrolls(count: int, seed: int = 3, env: str = ENV) -> list[list[Unroll]]:
     return [collector.collect() for _ in range(count)]
 
 
-def _batch(unrolls: list[Unroll], batch_id: int, reward_scale: float = 1.0) -> bytes:
+def _items(unrolls: list[Unroll], reward_scale: float = 1.0, key: int | None = 7) -> list[pb.SampledItem]:
     items = []
     for i, u in enumerate(unrolls):
         u.rewards = (u.rewards * reward_scale).astype(np.float32)
@@ -42,10 +42,23 @@ def _batch(unrolls: list[Unroll], batch_id: int, reward_scale: float = 1.0) -> b
         encoding, body = encode_payload_bytes(raw)
         items.append(
             pb.SampledItem(
-                index=10 + i, key=7, weight=0.5, encoding=encoding, uncompressed_size=len(raw), trajectory=body
+                index=10 + i,
+                key=100 + i if key is None else key,
+                weight=0.5,
+                encoding=encoding,
+                uncompressed_size=len(raw),
+                trajectory=body,
             )
         )
+    return items
+
+
+def _encode(items: list[pb.SampledItem], batch_id: int) -> bytes:
     return EnvelopeEncoder("replay/test").encode(pb.SampledBatch(batch_id=batch_id, items=items, buffer_size=40))
+
+
+def _batch(unrolls: list[Unroll], batch_id: int, reward_scale: float = 1.0) -> bytes:
+    return _encode(_items(unrolls, reward_scale), batch_id)
 
 
 def _core(tmp_path, **kw) -> LearnerCore:
@@ -130,6 +143,44 @@ def test_a_batch_of_another_env_schema_is_rejected(tmp_path):
     [ack_record] = outcome.records
     ack = decode_envelope(ack_record.value, expect=pb.PriorityUpdate).payload
     assert ack_record.topic == core.topics.priorities and ack.batch_id == 1 and not ack.priorities
+    # Every item is named, for the replay to evict (issue 12, "a list of rejected item keys").
+    assert list(ack.rejected_indices) == [10 + i for i in range(len(host_sim))]
+    assert list(ack.rejected_keys) == [7] * len(host_sim) and core.rejected_items == len(host_sim)
+
+
+def test_a_batch_whose_item_key_the_ack_could_not_carry_is_dead_lettered_unacknowledged(tmp_path):
+    """Found by the fuzz: an item key of 2**64 - 1 was echoed into an ack that the replay then refused."""
+    core = _core(tmp_path)
+    items = _items(_unrolls(1)[0])
+    items[0].key = 2**64 - 1
+    outcome = core.handle(_encode(items, batch_id=3))
+    assert isinstance(outcome.rejected, LeylineError) and outcome.records == [] and not outcome.trained
+
+
+def test_a_batch_with_some_bad_items_trains_on_the_rest_exactly_and_names_the_bad_ones(tmp_path):
+    """One corrupt and one off-schema item among four: the step equals a step on the two good items alone,
+    the ack carries their priorities and names the bad ones, and the record is dead-lettered once."""
+    good = _items(_unrolls(1)[0], key=None)
+    corrupt = pb.SampledItem()
+    corrupt.CopyFrom(good[1])
+    corrupt.trajectory = b"\x28\xb5\x2f\xfd garbage"  # a zstd magic number, then nothing decodable
+    off_schema = _items(_unrolls(1, env="host-sim")[0][:1], key=None)[0]
+    off_schema.index, off_schema.key = 13, 103
+    mixed = [good[0], corrupt, good[2], off_schema]
+
+    core, alone = _core(tmp_path / "a"), _core(tmp_path / "b")
+    outcome = core.handle(_encode(mixed, batch_id=4))
+    reference = alone.handle(_encode([good[0], good[2]], batch_id=4))
+
+    assert outcome.trained and outcome.stepped and isinstance(outcome.rejected, LeylineError)
+    assert str(outcome.rejected).startswith("2 of 4 items rejected")
+    (ack,) = _payloads(outcome.records, TOPICS.priorities)
+    (ref_ack,) = _payloads(reference.records, TOPICS.priorities)
+    assert list(ack.indices) == [10, 12] and list(ack.keys) == [100, 102]
+    assert list(ack.priorities) == list(ref_ack.priorities) and len(ack.priorities) == 2
+    assert list(ack.rejected_indices) == [11, 13] and list(ack.rejected_keys) == [101, 103]
+    assert core.rejected_items == 2 and core.rejected_batches == 0 and core.env_steps == alone.env_steps
+    assert all(torch.equal(a, b) for a, b in zip(core.model.parameters(), alone.model.parameters(), strict=True))
 
 
 def test_a_refused_step_acks_without_priorities_reports_and_withholds_the_snapshot(tmp_path):

@@ -108,7 +108,11 @@ def test_acks_of_unknown_batches_count_as_stale_and_bad_acks_are_rejected():
         EnvelopeEncoder("l").encode(nan),
         EnvelopeEncoder("l").encode(beyond),
     ])  # fmt: skip
-    assert [(i, type(e)) for i, e in rejected] == [(1, MalformedRecordError), (2, NonFiniteError), (3, LeylineError)]
+    assert [(i, type(e)) for i, e in rejected] == [
+        (1, MalformedRecordError),
+        (2, NonFiniteError),
+        (3, InvalidFieldError),
+    ]
     assert core.stats.stale_acks == 1 and core.stats.acks == 1 and core.policy_version == 3
 
 
@@ -212,6 +216,65 @@ def test_prioritized_never_samples_what_the_staleness_cap_retired_and_a_snapshot
     core.snapshot_if_due(force=True)
     restored = ReplayCore(config)
     assert restored.store.min_policy_version == 1 and restored.store.live_count() == 6
+
+
+def _ack_rejecting(batch: pb.SampledBatch, bad: set[int], learner_step: int = 1) -> bytes:
+    """The learner's ack for ``batch`` with the items at positions ``bad`` rejected (issue 12)."""
+    update = pb.PriorityUpdate(batch_id=batch.batch_id, learner_step=learner_step)
+    for i, it in enumerate(batch.items):
+        if i in bad:
+            update.rejected_indices.append(it.index)
+            update.rejected_keys.append(it.key)
+        else:
+            update.indices.append(it.index)
+            update.keys.append(it.key)
+            update.priorities.append(2.0)
+    return EnvelopeEncoder("learner").encode(update)
+
+
+def test_items_the_learner_rejected_are_evicted_and_a_snapshot_keeps_them_out(tmp_path):
+    path = tmp_path / "replay.npz"
+    config = ReplayConfig(batch_size=4, max_in_flight=8, snapshot_path=str(path), seed=3)
+    core = ReplayCore(config)
+    core.ingest(_records(_trajectories(6)))
+    first = core.next_batch()
+    assert first is not None
+    bad_keys = {first.items[0].key, first.items[2].key} - {first.items[1].key, first.items[3].key}
+    assert bad_keys, "the batch sampled one item four times"
+    bad = {i for i, it in enumerate(first.items) if it.key in bad_keys}
+    assert core.apply_acks([_ack_rejecting(first, bad)]) == []
+    assert core.stats.acks == 1 and core.stats.rejected_by_learner == len(bad)
+    assert core.store.live_count() == 6 - len(bad_keys) and core.store.rejected_total == len(bad_keys)
+    for _ in range(6):
+        batch = core.next_batch()
+        assert batch is not None and not {it.key for it in batch.items} & bad_keys
+        assert core.apply_acks([_ack(batch)]) == []
+    core.snapshot_if_due(force=True)
+    restored = ReplayCore(config)
+    assert restored.store.live_count() == 6 - len(bad_keys) and restored.store.rejected_total == len(bad_keys)
+    assert restored.telemetry_metrics(0)["store_rejected_total"] == len(bad_keys)
+
+
+def test_a_fifo_counts_the_items_the_learner_rejected():
+    core = ReplayCore(ReplayConfig(mode="fifo", batch_size=4, max_in_flight=2))
+    core.ingest(_records(_trajectories(4)))
+    batch = core.next_batch()
+    assert batch is not None and core.apply_acks([_ack_rejecting(batch, {1})]) == []
+    assert core.stats.acks == 1 and core.telemetry_metrics(0)["rejected_by_learner"] == 1.0
+
+
+def test_rejected_item_fields_off_the_wire_are_checked():
+    core = ReplayCore(ReplayConfig(batch_size=2, capacity=16, max_in_flight=8))
+    core.ingest(_records(_trajectories(2)))
+    batch = core.next_batch()
+    assert batch is not None
+    beyond = pb.PriorityUpdate(batch_id=batch.batch_id, rejected_indices=[16], rejected_keys=[0])
+    uneven = pb.PriorityUpdate(batch_id=123, rejected_indices=[0, 1], rejected_keys=[0])
+    huge = pb.PriorityUpdate(batch_id=124, rejected_indices=[1 << 63], rejected_keys=[0])
+    values = [EnvelopeEncoder("l").encode(u) for u in (beyond, uneven, huge)]
+    rejected = core.apply_acks(values)
+    assert [i for i, _ in rejected] == [0, 1, 2] and all(isinstance(e, InvalidFieldError) for _, e in rejected)
+    assert core.store.live_count() == 2
 
 
 def test_without_a_staleness_cap_prioritized_keeps_sampling_old_items():

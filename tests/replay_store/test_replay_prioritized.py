@@ -291,3 +291,50 @@ def test_a_replay_whose_items_are_all_retired_refuses_to_sample() -> None:
     replay.retire_older_than(8)
     with pytest.raises(ValueError, match="retired"):
         replay.sample(4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 6), st.lists(st.tuples(st.integers(0, 7), st.booleans()), max_size=5)),
+        min_size=1,
+        max_size=10,
+    )
+)
+def test_evicted_items_are_never_sampled_or_revived_until_their_slot_is_refilled(steps) -> None:
+    """Against a naive model (a set of evicted item keys): a slot can be sampled iff it holds an item whose key
+    was never evicted; an eviction naming a slot's previous item (stale key) leaves the new item alone."""
+    replay = PrioritizedReplay(8, alpha=1.0, seed=0)
+    evicted_keys: set[int] = set()
+    sequence = 0
+    for count, evictions in steps:
+        replay.add(_payloads(sequence, count), meta=_meta([0] * count, sequence))
+        sequence += count
+        st_ = replay.storage
+        for slot, stale in evictions:
+            key = int(st_.item_ids[slot]) - (1 if stale else 0)  # stale: the key this slot's previous item had
+            live_target = int(st_.item_ids[slot]) >= 0 and not stale
+            before = replay.rejected_total
+            replay.evict([slot], [key])
+            if live_target and key not in evicted_keys:
+                evicted_keys.add(key)
+                assert replay.rejected_total == before + 1
+            else:
+                assert replay.rejected_total == before
+        order = st_.slots_in_order()
+        live = order[~np.isin(st_.item_ids[order], list(evicted_keys))]
+        assert set(np.flatnonzero(replay.tree.leaves() > 0).tolist()) == set(live.tolist())
+        assert replay.live_count() == live.size
+        if live.size:
+            assert not np.isin(replay.sample(32).keys, list(evicted_keys)).any()
+        replay.update_priorities(order, np.full(order.size, 5.0), st_.item_ids[order])  # cannot revive them
+        assert set(np.flatnonzero(replay.tree.leaves() > 0).tolist()) == set(live.tolist())
+
+
+def test_eviction_checks_its_arguments() -> None:
+    replay = PrioritizedReplay(4, seed=0)
+    with pytest.raises(IndexError):
+        replay.evict([4], [0])
+    with pytest.raises(ValueError, match="keys must match"):
+        replay.evict([0, 1], [0])
+    assert replay.evict([], []) == 0
