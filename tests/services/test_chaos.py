@@ -9,6 +9,10 @@ After the run, on the broker's own log:
 - per actor incarnation (producer id ``<actor>:<incarnation>``) the acknowledged sequences have no gap:
   nothing that was sent before a fault is missing after it (the outbox of a killed actor, never sent, is
   the documented loss), and the policy versions it acted with never go down;
+- per actor incarnation, every acknowledged trajectory is accounted for: the replay group committed past it
+  (the replay commits an offset only once its record is applied), and it was inserted, dropped as a re-sent
+  duplicate of a sequence already there (the dedup key; the only drop rule of prioritized mode), or
+  dead-lettered with a reason (none expected: every trajectory here is valid);
 - the policy versions on the `policy` topic never go down across the learner's and the broker's restarts;
 - the learner keeps updating after every fault, the run reaches its frame budget and exits 0, and nothing
   it started is left running.
@@ -55,6 +59,26 @@ def _updates(metrics: Path) -> int:
     """Learner updates so far, over every learner incarnation: `tamiyo train` runs the learner with
     ``--telemetry-every 1``, one packet per update (a restarted learner's own counter may start again)."""
     return sum(1 for r in _rows(metrics) if r["source"] == "learner" and "updates" in r["metrics"])
+
+
+def _account(records: list, committed: dict[int, int], dead: set[tuple[int, int]]) -> dict[str, dict[str, int]]:
+    """Per producer incarnation: how many trajectories the broker acknowledged, and what became of each."""
+    table: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    seen: set[tuple[str, int]] = set()
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        envelope = decode_envelope(r.value, expect=pb.Trajectory).envelope
+        row = table[envelope.producer_id]
+        row["acknowledged"] += 1
+        row["applied"] += int(r.offset < committed.get(r.partition, 0))
+        key = (envelope.producer_id, envelope.sequence)
+        if (r.partition, r.offset) in dead:
+            row["deadlettered"] += 1
+        elif key in seen:
+            row["duplicates"] += 1
+        else:
+            row["inserted"] += 1
+        seen.add(key)
+    return {producer: dict(row) for producer, row in table.items()}
 
 
 async def _committed_and_end(settings: KafkaSettings, topic: str, group: str) -> tuple[dict[int, int], dict[int, int]]:
@@ -138,6 +162,15 @@ def test_kill_9_of_each_service_and_of_the_broker_loses_nothing_acknowledged(tmp
         # Per actor incarnation: no gap in the acknowledged sequences; policy versions never go down.
         records = asyncio.run(read(settings, "tamiyo.chaos.trajectories", sum(ends.values()), timeout_s=60))
         assert len(records) == sum(ends.values())
+        letters = [decode_envelope(r.value, expect=pb.DeadLetter).payload
+                   for r in asyncio.run(read(settings, "tamiyo.chaos.deadletter", 100_000, timeout_s=5))]  # fmt: skip
+        dead = {(d.partition, d.offset) for d in letters if d.source_topic == topic}
+        accounts = _account(records, committed, dead)
+        print("per actor incarnation:", json.dumps(accounts, sort_keys=True))
+        for producer, row in accounts.items():
+            assert row["applied"] == row["acknowledged"], (producer, row)
+            assert row.get("deadlettered", 0) == 0, (producer, row, [d.detail for d in letters])
+            assert row["inserted"] + row.get("duplicates", 0) == row["acknowledged"], (producer, row)
         by_producer: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
         for r in records:
             decoded = decode_envelope(r.value, expect=pb.Trajectory)
@@ -150,6 +183,7 @@ def test_kill_9_of_each_service_and_of_the_broker_loses_nothing_acknowledged(tmp
         for producer, items in by_producer.items():
             sequences = sorted({s for s, _, _ in items})
             assert sequences == list(range(sequences[0], sequences[-1] + 1)), f"{producer}: a gap in {sequences}"
+            assert accounts[producer]["inserted"] == len(sequences), (producer, accounts[producer])
             # The unrolls of one collect (one per env) share its steps, so their version ranges overlap; across
             # collects, in sequence order, the first and the last version of an unroll never go down.
             in_order = sorted(items)
