@@ -15,14 +15,11 @@ Files with secrets are 0600; nothing here ever prints a secret, only paths.
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import hashlib
 import ipaddress
 import json
-import os
 import secrets
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +28,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tamiyo.contracts.atomic_files import write_atomically
 
 # "host": the trained hosts' own client (writes `state`, reads `commands`), so no host needs `admin`.
 ROLES: tuple[str, ...] = ("admin", "learner", "replay", "actor", "serve", "host")
@@ -118,17 +117,7 @@ def write_argument_file(directory: Path, args: list[str]) -> Path:
 
 def write_private(path: Path, data: bytes) -> None:
     """``data`` to ``path`` readable by its owner only, replacing it atomically (and durably)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600, O_EXCL, a fresh name
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, data, 0o600)
 
 
 def _certificate_fresh(files: SecurityFiles) -> bool:

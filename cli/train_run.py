@@ -47,6 +47,7 @@ from tamiyo.cli.train_progress import Budget, progress_text
 from tamiyo.cli.train_report import evaluate_policy, write_policy, write_returns, write_run_report
 from tamiyo.cli.train_returns import EpisodeReturns, ReturnTracker
 from tamiyo.cli.train_services import ServiceProcesses, service_commands, service_role
+from tamiyo.contracts.atomic_files import write_atomically
 from tamiyo.contracts.topics import Topics
 
 if TYPE_CHECKING:  # tamiyo.policy imports torch: only needed once the services have stopped
@@ -284,9 +285,8 @@ class TrainRun:
 
     def _write_pids(self) -> None:
         # Replaced atomically: it is rewritten on every restart while others (tests, operators) read it.
-        tmp = self.out_dir / "pids.json.tmp"
-        tmp.write_text(json.dumps(self.services.pids() | {"broker": self._broker_pid()}))
-        tmp.replace(self.out_dir / "pids.json")
+        pids = json.dumps(self.services.pids() | {"broker": self._broker_pid()}).encode()
+        write_atomically(self.out_dir / "pids.json", pids, 0o644)
 
     def _summary(self, progress: RunProgress, wall_s: float) -> dict[str, Any]:
         assert self.settings is not None

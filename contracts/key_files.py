@@ -8,13 +8,12 @@ from files and directories (every ``*.pub.pem`` inside); an empty or malformed k
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from tamiyo.contracts.atomic_files import write_atomically
 from tamiyo.contracts.signing import PolicySigner, TrustedKeys, signer_from_pem, trusted_from_pems
 
 PRIVATE_NAME = "policy_signing.pem"
@@ -33,8 +32,8 @@ def write_keypair(directory: Path, *, overwrite: bool = False) -> tuple[Path, Pa
     signer = PolicySigner.generate()
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _write_atomically(private, signer.private_pem(), 0o600, replace=True)
-        _write_atomically(public, signer.public_pem(), 0o644, replace=True)
+        write_atomically(private, signer.private_pem(), 0o600, replace=True)
+        write_atomically(public, signer.public_pem(), 0o644, replace=True)
     except OSError as err:
         raise KeyFileError(f"cannot write the keypair in {directory}: {err}") from None
     return private, public, signer
@@ -47,10 +46,10 @@ def ensure_keypair(directory: Path) -> PolicySigner:
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not private.exists():
-            _write_atomically(private, PolicySigner.generate().private_pem(), 0o600, replace=False)
+            write_atomically(private, PolicySigner.generate().private_pem(), 0o600, replace=False)
         signer = load_signer(private)
         if _public_key_id(public) != signer.key_id:  # missing, damaged or another key's: it is derived, remake it
-            _write_atomically(public, signer.public_pem(), 0o644, replace=True)
+            write_atomically(public, signer.public_pem(), 0o644, replace=True)
     except OSError as err:
         raise KeyFileError(f"cannot make the keypair in {directory}: {err}") from None
     return signer
@@ -96,28 +95,3 @@ def load_trusted(paths: Iterable[Path]) -> TrustedKeys:
         return trusted_from_pems(pems)
     except ValueError as err:
         raise KeyFileError(str(err)) from None
-
-
-def _write_atomically(path: Path, data: bytes, mode: int, *, replace: bool) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if replace:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # only if absent: another process that made it first wins
-            except FileExistsError:
-                pass
-            except OSError:  # a filesystem without hard links: an exclusive create does the same
-                with contextlib.suppress(FileExistsError):
-                    fd2 = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-                    with os.fdopen(fd2, "wb") as f:
-                        f.write(data)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
