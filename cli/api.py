@@ -145,7 +145,8 @@ def check_config(config: TrainConfig, kafka: KafkaSettings | None = None) -> Non
         raise UserError(f"init_from: no policy file {config.init_from}")
     if config.secure and kafka is not None:
         raise UserError(
-            "secure runs on the local secure broker; for another cluster pass its security settings instead"
+            "secure runs on the local secure broker; for another cluster pass its security settings instead "
+            "(--secure with --bootstrap: pass --security-protocol, --kafka-credentials, ...)"
         )
 
 

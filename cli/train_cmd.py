@@ -11,7 +11,6 @@ A thin layer over the Python API's `tamiyo.train` (cli/api.py).
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from tamiyo.cli.api import DEFAULT_MINUTES
@@ -183,9 +182,5 @@ def _handle(args: argparse.Namespace) -> int:
     from tamiyo.cli.common import setup_logging
 
     setup_logging()
-    if args.secure and args.bootstrap:
-        print("tamiyo train: error: --secure runs on the local secure broker; for another cluster pass its "
-              "security flags (--security-protocol, --kafka-credentials, ...)", file=sys.stderr)  # fmt: skip
-        return 2
     settings = settings_from_args(args) if args.bootstrap else None
     return train(config_from_args(args), kafka=settings).exit_code

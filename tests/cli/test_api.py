@@ -152,3 +152,11 @@ def test_train_from_python_returns_the_run_and_writes_a_config_that_runs_it_agai
     assert tamiyo.evaluate(result.policy_path, tasks=2)["controller"].startswith("policy:")
     with pytest.raises(TrainError, match="choose another --run-id"):
         tamiyo.train(config, kafka=kafka)
+
+
+def test_secure_with_another_cluster_is_refused_before_anything_starts():
+    """One check, in the API, serves `tamiyo train` too (it had its own copy of it)."""
+    done = subprocess.run([*TAMIYO, "train", "--secure", "--bootstrap", "127.0.0.1:1"], capture_output=True, text=True)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("tamiyo train: error: secure runs on the local secure broker") and "--bootstrap" in line
