@@ -11,7 +11,8 @@ import importlib.util
 
 from tamiyo.cli.user_errors import UserError
 
-# extra -> the modules it provides (pyproject.toml's [project.optional-dependencies] install them).
+# extra -> the modules it provides (pyproject.toml's [project.optional-dependencies] install them).  tqdm comes
+# with torch_geometric (a core dependency) today; it is listed because tamiyo imports it itself.
 EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("tqdm", "matplotlib", "tensorboard"),
     "host-train": ("sklearn",),
