@@ -1,7 +1,8 @@
 """Headroom on real training (issue 14): what a well-timed growth schedule is worth over `none`.
 
 1. Grid-search the knobs of the `tuned` schedule (`producers/controllers.TunedController`: epochs a seed
-   trains before blending, when and how often the LR is lowered at the end) on *training* tasks
+   trains before blending, the largest or the cheapest blueprint first, when and how often the LR is
+   lowered at the end) on *training* tasks
    (``split="train"``).
 2. Evaluate the best schedule, `none` and `heuristic` on *held-out* tasks (``split="eval"``, a disjoint
    task stream), paired by task: the mean and 95% Student-t interval of best - none, heuristic - none
@@ -29,26 +30,27 @@ import numpy as np
 from tamiyo.producers.controllers import TunedController
 from tamiyo.producers.evaluate import evaluate, paired_difference
 
-# (train_epochs, lr_decay_epochs, lr_decay_steps): the knobs of TunedController.
-GRID = [
-    (train, decay_epochs, decay_steps)
-    for train, (decay_epochs, decay_steps) in itertools.product((2, 3, 5), ((0, 0), (4, 1), (6, 2), (10, 2)))
+# The knobs of TunedController: epochs a seed trains before blending, which blueprint it tries first
+# (a first run with only the largest found its accuracy gain paid back in rent), and the end-of-run LR decay.
+KNOBS = ("train_epochs", "blueprint", "lr_decay_epochs", "lr_decay_steps")
+GRID: list[dict[str, Any]] = [
+    {"train_epochs": train, "blueprint": blueprint, "lr_decay_epochs": decay[0], "lr_decay_steps": decay[1]}
+    for blueprint, train, decay in itertools.product(("smallest", "largest"), (2, 3, 5), ((0, 0), (6, 2)))
 ]
 
 
-def grid_search(env: str, grid: list[tuple[int, int, int]], tasks: int, seed: int) -> list[dict[str, Any]]:
+def grid_search(env: str, grid: list[dict[str, Any]], tasks: int, seed: int) -> list[dict[str, Any]]:
     """Mean training-task return of every schedule in ``grid`` (the same tasks for each)."""
     rows = []
-    for i, (train, decay_epochs, decay_steps) in enumerate(grid, 1):
-        controller = TunedController(train_epochs=train, lr_decay_epochs=decay_epochs, lr_decay_steps=decay_steps)
-        result = evaluate(controller, env, tasks, seed, split="train")
+    for i, knobs in enumerate(grid, 1):
+        result = evaluate(TunedController(**knobs), env, tasks, seed, split="train")
         rows.append(
             {
-                "train_epochs": train,
-                "lr_decay_epochs": decay_epochs,
-                "lr_decay_steps": decay_steps,
+                **knobs,
                 "mean_return": result["mean_return"],
                 "return_ci95": result["return_ci95"],
+                "mean_final_val_acc": result["mean_final_val_acc"],
+                "mean_params_added": result["mean_params_added"],
                 "seconds": result["seconds"],
             }
         )
@@ -56,11 +58,11 @@ def grid_search(env: str, grid: list[tuple[int, int, int]], tasks: int, seed: in
     return rows
 
 
-def headroom(env: str, grid: list[tuple[int, int, int]], train_tasks: int, eval_tasks: int, seed: int) -> dict:
+def headroom(env: str, grid: list[dict[str, Any]], train_tasks: int, eval_tasks: int, seed: int) -> dict:
     started = time.perf_counter()
     rows = grid_search(env, grid, train_tasks, seed)
-    best = max(rows, key=lambda r: r["mean_return"])
-    tuned = TunedController(best["train_epochs"], best["lr_decay_epochs"], best["lr_decay_steps"])
+    best = {k: v for k, v in max(rows, key=lambda r: r["mean_return"]).items() if k in KNOBS}
+    tuned = TunedController(**best)
     held_out = {name: evaluate(c, env, eval_tasks, seed + 1) for name, c in
                 (("tuned", tuned), ("none", "none"), ("heuristic", "heuristic"))}  # fmt: skip
     print(f"held out: { {k: round(v['mean_return'], 4) for k, v in held_out.items()} }", file=sys.stderr)
@@ -75,7 +77,7 @@ def headroom(env: str, grid: list[tuple[int, int, int]], train_tasks: int, eval_
         "eval_tasks": eval_tasks,
         "seed": seed,
         "grid": rows,
-        "best": {k: best[k] for k in ("train_epochs", "lr_decay_epochs", "lr_decay_steps")},
+        "best": best,
         "held_out": {
             name: {
                 "mean_return": r["mean_return"],
@@ -102,12 +104,12 @@ def save_png(result: dict, path: Path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     rows = result["grid"]
-    labels = [f"{r['train_epochs']}/{r['lr_decay_epochs']}/{r['lr_decay_steps']}" for r in rows]
+    labels = [f"{r['blueprint'][0]} {r['train_epochs']}/{r['lr_decay_epochs']}/{r['lr_decay_steps']}" for r in rows]
     means = np.array([r["mean_return"] for r in rows])
     errors = np.array([[m - r["return_ci95"][0], r["return_ci95"][1] - m] for m, r in zip(means, rows, strict=True)])
     left.errorbar(range(len(rows)), means, yerr=errors.T, fmt="o", capsize=3)
     left.set_xticks(range(len(rows)), labels, rotation=60, fontsize=7)
-    left.set_xlabel("train epochs / LR-decay epochs / LR-decay steps")
+    left.set_xlabel("blueprint (s: smallest, l: largest) train epochs / LR-decay epochs / LR-decay steps")
     left.set_ylabel(f"mean return, {result['train_tasks']} training tasks")
     left.set_title(f"tuned schedules on {result['env']}")
     names = list(result["paired"])

@@ -144,10 +144,17 @@ class TunedController:
 
     name = "tuned"
 
-    def __init__(self, train_epochs: int = 3, lr_decay_epochs: int = 6, lr_decay_steps: int = 2) -> None:
+    BLUEPRINT_ORDERS = ("largest", "smallest")
+
+    def __init__(
+        self, train_epochs: int = 3, lr_decay_epochs: int = 6, lr_decay_steps: int = 2, blueprint: str = "largest"
+    ) -> None:
+        if blueprint not in self.BLUEPRINT_ORDERS:
+            raise ValueError(f"blueprint must be one of {self.BLUEPRINT_ORDERS}, not {blueprint!r}")
         self.train_epochs = train_epochs
         self.lr_decay_epochs = lr_decay_epochs
         self.lr_decay_steps = lr_decay_steps
+        self.blueprint = blueprint  # which affordable blueprint to try first: the largest or the cheapest
         self._lr_downs = 0
 
     def reset(self, seed: int | None = None) -> None:
@@ -176,8 +183,9 @@ class TunedController:
         if remaining > self.train_epochs + 6:
             dormant = [i for i, s in enumerate(slots) if s["stage"] == Stage.DORMANT]
             dormant.sort(key=lambda i: -slots[i]["pressure"])
-            # Biggest blueprint first (costs differ per slot; the mask says what is affordable).
-            by_size = sorted(range(env_info["num_blueprints"]), key=lambda b: -env_info["blueprint_costs"][0][b])
+            # Biggest (or cheapest) blueprint first (costs differ per slot; the mask says what is affordable).
+            sign = -1 if self.blueprint == "largest" else 1
+            by_size = sorted(range(env_info["num_blueprints"]), key=lambda b: sign * env_info["blueprint_costs"][0][b])
             candidates = [_action(OP_GERMINATE, i, b) for i in dormant[:1] for b in by_size]
             return _first_allowed(mask, candidates)
         return _action(OP_WAIT)

@@ -26,12 +26,11 @@ def test_headroom_searches_on_training_tasks_and_pairs_on_held_out_ones(tmp_path
     assert json.loads(out.read_text()) == json.loads(json.dumps(result)) and png.stat().st_size > 0
     assert len(result["grid"]) == 3
     best = max(result["grid"], key=lambda r: r["mean_return"])
-    assert result["best"] == {k: best[k] for k in ("train_epochs", "lr_decay_epochs", "lr_decay_steps")}
+    assert result["best"] == {k: best[k] for k in headroom.KNOBS}
     # The grid's numbers are training-split returns of exactly that schedule.
-    knobs = result["grid"][0]
-    again = evaluate(TunedController(knobs["train_epochs"], knobs["lr_decay_epochs"], knobs["lr_decay_steps"]),
-                     "host-sim", 3, 7, split="train")  # fmt: skip
-    assert again["mean_return"] == pytest.approx(knobs["mean_return"])
+    knobs = {k: result["grid"][0][k] for k in headroom.KNOBS}
+    again = evaluate(TunedController(**knobs), "host-sim", 3, 7, split="train")
+    assert again["mean_return"] == pytest.approx(result["grid"][0]["mean_return"])
     # Held out: another split and another seed, paired by task.
     none, heuristic = evaluate("none", "host-sim", 4, 8), evaluate("heuristic", "host-sim", 4, 8)
     assert result["held_out"]["none"]["mean_return"] == pytest.approx(none["mean_return"])

@@ -86,3 +86,31 @@ def test_unknown_controller_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown controller"):
         make_controller("oracle-of-delphi")
     assert isinstance(make_controller("none"), NoneController)
+
+
+@pytest.mark.parametrize("order", ["largest", "smallest"])
+def test_tuned_germinates_the_largest_or_the_cheapest_affordable_blueprint(order: str) -> None:
+    from tamiyo.producers.controllers import TunedController
+
+    env = make_env("host-sim", seed=0)
+    assert isinstance(env, HostEnv)
+    ctrl = TunedController(blueprint=order)
+    germinated = 0
+    for task in range(6):
+        obs, done = env.reset(seed=task), False
+        ctrl.reset(task)
+        while not done:
+            info = env.info()
+            action = ctrl.act(obs, info)
+            if action[0] == OP_GERMINATE:
+                germinated += 1
+                mask = obs.action_mask.reshape(NUM_OPS, env.num_slots, env.num_blueprints)
+                costs = info["blueprint_costs"][0]
+                allowed = [b for b in range(env.num_blueprints) if mask[OP_GERMINATE, action[1], b]]
+                pick = max if order == "largest" else min
+                assert costs[action[2]] == pick(costs[b] for b in allowed)
+            result = env.step(action)
+            obs, done = result.observation, result.terminated
+    assert germinated > 0
+    with pytest.raises(ValueError, match="blueprint must be"):
+        TunedController(blueprint="medium")
