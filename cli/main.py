@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "replay": "replay_cmd",
     "learner": "learner_cmd",
     "eval": "eval_cmd",
+    "calibrate": "calibrate_cmd",
     "train": "train_cmd",
     "topic": "topic_cmd",
     "serve": "serve_cmd",
