@@ -114,6 +114,25 @@ def train(config: TrainConfig | None = None, *, kafka: KafkaSettings | None = No
 DEFAULT_MINUTES = 3.0  # with start-up and the final evaluation, a default run ends within 5 minutes on 2 cores
 
 
+def check_env(env: str, host_only: bool = False) -> None:
+    """Refuse an env name no service could make, and a ``host-sim:FILE`` whose calibration file is unusable."""
+    from tamiyo.contracts.env_schemas import calibration_path, is_host_env
+
+    if not is_host_env(env) and (host_only or not env.startswith("gym:")):
+        known = (
+            "host-sim, host-sim:FILE or host-train" if host_only else "host-sim, host-sim:FILE, host-train or gym:<id>"
+        )
+        raise UserError(f"env must be {known}, not {env!r}")
+    path = calibration_path(env)
+    if path is not None:
+        from tamiyo.producers.calibration_file import CalibrationFileError, load_sim_params
+
+        try:
+            load_sim_params(path)
+        except CalibrationFileError as err:
+            raise UserError(f"env {env}: {err}") from None
+
+
 def check_config(config: TrainConfig, kafka: KafkaSettings | None = None) -> None:
     """Refuse, with one line each, the settings that would only fail once the services are running."""
     from tamiyo.cli.common import PRESET_NAMES
@@ -124,8 +143,7 @@ def check_config(config: TrainConfig, kafka: KafkaSettings | None = None) -> Non
         raise UserError(f"replay_mode must be fifo or prioritized, not {config.replay_mode!r}")
     if config.preset is not None and config.preset not in PRESET_NAMES:
         raise UserError(f"preset must be one of {', '.join(PRESET_NAMES)}, not {config.preset!r}")
-    if not (config.env in ("host-sim", "host-train") or config.env.startswith("gym:")):
-        raise UserError(f"env must be host-sim, host-train or gym:<id>, not {config.env!r}")
+    check_env(config.env)
     for name in ("actors", "envs_per_actor", "unroll_length", "batch_size", "return_window"):
         if getattr(config, name) < 1:
             raise UserError(f"{name} must be at least 1, not {getattr(config, name)}")
@@ -164,10 +182,7 @@ def evaluate(
     accuracy and parameters added, and ``per_task`` (task seed, return, ...) for paired comparisons
     (`tamiyo.producers.evaluate.paired_difference`).  The same arguments give the same tasks.
     """
-    from tamiyo.producers.envs import HOST_ENVS
-
-    if env not in HOST_ENVS:
-        raise UserError(f"evaluate runs the host envs ({', '.join(HOST_ENVS)}), not {env!r}")
+    check_env(env, host_only=True)
     if tasks < 1:
         raise UserError(f"tasks must be at least 1, not {tasks}")
     require_env_extras(env, "evaluate")

@@ -33,7 +33,7 @@ from tamiyo.bus.loops import every, send_quietly, wait_until
 from tamiyo.bus.observability import instruments
 from tamiyo.consumers.serve_core import Decider, GreedyPolicy, ServeStats, serve_metrics
 from tamiyo.contracts.codec import EnvelopeEncoder
-from tamiyo.contracts.env_schemas import HOST_ENVS, env_schema
+from tamiyo.contracts.env_schemas import HOST_ENVS, env_schema, is_host_env
 from tamiyo.contracts.signing import TrustedKeys
 from tamiyo.contracts.telemetry import LabelledMetric, telemetry_packet
 from tamiyo.contracts.topics import Topics
@@ -64,7 +64,7 @@ class ServeConfig:
 class ServeService:
     def __init__(self, config: ServeConfig, settings: KafkaSettings, topics: Topics, trusted: TrustedKeys) -> None:
         """``trusted``: the public keys a policy snapshot must be signed with to be served."""
-        if config.env not in HOST_ENVS:
+        if not is_host_env(config.env):
             raise ValueError(f"serving answers host envs {HOST_ENVS} (AdaptationCommands), not {config.env!r}")
         self.config = config
         self.settings = settings.with_client_id(f"tamiyo-{config.serve_id}")

@@ -4,6 +4,8 @@ What the learner and serving need to shape the network and check trajectories an
 
 - ``host-train`` / ``host-sim``: `host_schema` with the default number of seed slots and the size of
   the blueprint catalog (the host envs check that they match; see `producers/host_env.py`);
+  ``host-sim:FILE`` is host-sim simulating with the parameters of a calibration file (`tamiyo calibrate`):
+  the same schema;
 - ``gym:<id>``: one node with the observation vector, one readout head over the discrete actions
   (`gym_schema`).  Gymnasium is asked for the spaces (imported on demand: only gym envs need it).
 """
@@ -18,6 +20,25 @@ from tamiyo.contracts.host_schema import DEFAULT_NUM_BLUEPRINTS, DEFAULT_NUM_SLO
 
 HOST_ENVS = ("host-train", "host-sim")
 GYM_PREFIX = "gym:"
+SIM_PREFIX = "host-sim:"  # host-sim:FILE, with the SimParams of a calibration file
+
+
+def host_env_base(env_name: str) -> str | None:
+    """``host-train`` / ``host-sim`` for a host env name (``host-sim:FILE`` included), else None."""
+    if env_name in HOST_ENVS:
+        return env_name
+    if env_name.startswith(SIM_PREFIX) and len(env_name) > len(SIM_PREFIX):
+        return "host-sim"
+    return None
+
+
+def is_host_env(env_name: str) -> bool:
+    return host_env_base(env_name) is not None
+
+
+def calibration_path(env_name: str) -> str | None:
+    """The calibration file of ``host-sim:FILE`` (None for any other name)."""
+    return env_name[len(SIM_PREFIX) :] if host_env_base(env_name) and env_name.startswith(SIM_PREFIX) else None
 
 
 def gym_id(env_name: str) -> str:
@@ -59,9 +80,9 @@ def gym_spaces(env_name: str) -> tuple[int, int]:
 
 
 def env_schema(env_name: str) -> GraphSchema:
-    """The schema of ``host-train``, ``host-sim`` or ``gym:<id>`` (ValueError for anything else)."""
-    if env_name in HOST_ENVS:
+    """The schema of ``host-train``, ``host-sim[:FILE]`` or ``gym:<id>`` (ValueError for anything else)."""
+    if is_host_env(env_name):
         return host_schema(DEFAULT_NUM_SLOTS, DEFAULT_NUM_BLUEPRINTS)
     if env_name.startswith(GYM_PREFIX):
         return gym_schema(env_name, *gym_spaces(env_name))
-    raise ValueError(f"unknown env {env_name!r}; known: {', '.join(HOST_ENVS)}, gym:<id>")
+    raise ValueError(f"unknown env {env_name!r}; known: {', '.join(HOST_ENVS)}, host-sim:FILE, gym:<id>")

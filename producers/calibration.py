@@ -44,6 +44,7 @@ FITTED: dict[str, tuple[float, float, float]] = {  # name -> (factor, lower boun
     "harmful_prob": (3.0, 0.0, 0.9),
     "readiness_rate": (3.0, 0.02, 0.95),
     "obs_noise": (3.0, 0.0, 0.05),
+    "seed_gain": (3.0, 0.05, 3.0),
 }
 
 

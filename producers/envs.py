@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tamiyo.contracts.env_schemas import HOST_ENVS
+from tamiyo.contracts.env_schemas import HOST_ENVS, calibration_path, host_env_base
 from tamiyo.producers.env_api import Env
 from tamiyo.producers.host_env import HostConfig
 from tamiyo.producers.vec_env import SyncVecEnv, VecEnv
@@ -20,15 +20,26 @@ def _host_config(kw: dict[str, Any]) -> HostConfig:
     return HostConfig(**kw)
 
 
+def _sim_params(name: str) -> Any:
+    """The SimParams of ``host-sim:FILE`` (None: host-sim's defaults)."""
+    path = calibration_path(name)
+    if path is None:
+        return None
+    from tamiyo.producers.calibration_file import load_sim_params
+
+    return load_sim_params(path)
+
+
 def make_env(name: str, seed: int = 0, **kw: Any) -> Env:
-    """``host-train`` / ``host-sim`` (kw: HostConfig fields) or ``gym:<id>`` (kw: gymnasium make kwargs).
+    """``host-train`` / ``host-sim`` / ``host-sim:FILE`` (kw: HostConfig fields; FILE: a calibration file of
+    `tamiyo calibrate`) or ``gym:<id>`` (kw: gymnasium make kwargs).
 
     ``seed`` fixes the stream of tasks that ``reset()`` without a seed walks through.
     """
-    if name == "host-sim":
+    if host_env_base(name) == "host-sim":
         from tamiyo.producers.host_sim import make_host_sim
 
-        return make_host_sim(seed=seed, config=_host_config(kw))
+        return make_host_sim(seed=seed, config=_host_config(kw), params=_sim_params(name))
     if name == "host-train":
         # Lazy: host-train needs torch and scikit-learn, host-sim must stay light.
         from tamiyo.producers.host_train import make_host_train
@@ -38,14 +49,14 @@ def make_env(name: str, seed: int = 0, **kw: Any) -> Env:
         from tamiyo.producers.gym_env import GymGraphEnv
 
         return GymGraphEnv(name, **kw)
-    raise ValueError(f"unknown env {name!r}; known: {', '.join(HOST_ENVS)}, gym:<id>")
+    raise ValueError(f"unknown env {name!r}; known: {', '.join(HOST_ENVS)}, host-sim:FILE, gym:<id>")
 
 
 def make_vec_env(name: str, seeds: Sequence[int], **kw: Any) -> VecEnv:
     """``len(seeds)`` envs of ``name`` stepped as one (env i's task stream from ``seeds[i]``, as `make_env`):
     host-sim as arrays (`VecHostSim`, bit-identical to its scalar envs), the others through `SyncVecEnv`."""
-    if name == "host-sim":
+    if host_env_base(name) == "host-sim":
         from tamiyo.producers.vec_host_sim import VecHostSim
 
-        return VecHostSim(len(seeds), seeds, config=_host_config(kw))
+        return VecHostSim(len(seeds), seeds, config=_host_config(kw), params=_sim_params(name))
     return SyncVecEnv([make_env(name, seed=s, **kw) for s in seeds])

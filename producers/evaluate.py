@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from tamiyo.contracts.env_schemas import is_host_env
 from tamiyo.producers.controllers import Controller, make_controller
 from tamiyo.producers.envs import HOST_ENVS, make_env
 from tamiyo.producers.host_env import HostEnv
@@ -83,7 +84,7 @@ def evaluate(
     """
     if tasks < 1:
         raise ValueError("tasks must be >= 1")
-    if env_name not in HOST_ENVS:
+    if not is_host_env(env_name):
         raise ValueError(f"evaluate() runs the host envs {HOST_ENVS}, not {env_name!r}")
     ctrl = make_controller(controller, seed) if isinstance(controller, str) else controller
     env = make_env(env_name, seed=seed, split=split, **env_kw)

@@ -45,6 +45,7 @@ class SimParams:
     harmful_prob: float = 0.2
     readiness_rate: float = 0.35
     obs_noise: float = 0.004
+    seed_gain: float = 1.0  # scales every blueprint's capacity gain (`tamiyo calibrate` fits it)
 
 
 class SurrogateHost:
@@ -76,7 +77,7 @@ class SurrogateHost:
         return shape, self._stats(lr_rel=1.0, n_blending=0)
 
     def plant(self, slot: int, blueprint: Blueprint) -> None:
-        q = self.slot_gain[slot] * blueprint.sim_capacity * float(self._rng.lognormal(0.0, 0.3))
+        q = self.slot_gain[slot] * blueprint.sim_capacity * float(self._rng.lognormal(0.0, 0.3)) * self.p.seed_gain
         if self._rng.random() < self.p.harmful_prob:
             q = -0.6 * q
         self.quality[slot], self.readiness[slot], self.prev_alpha[slot] = q, 0.0, 0.0

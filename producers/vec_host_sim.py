@@ -219,7 +219,7 @@ class VecHostSim:
             rng.standard_normal(out=row)
         if g.size:
             gs, draws = slot[g], np.array(planted)
-            q = st.slot_gain[g, gs] * self._capacity[bp[g]] * draws[:, 0]
+            q = st.slot_gain[g, gs] * self._capacity[bp[g]] * draws[:, 0] * p.seed_gain  # the scalar's order
             st.quality[g, gs] = np.where(draws[:, 1] < p.harmful_prob, -0.6 * q, q)
         lr_rel = t.lr_rel[lr_at]
         trains = LEARNING[st.stage]

@@ -16,6 +16,7 @@ from tamiyo.cli.main import main
 from tamiyo.producers.calibration import FITTED, candidates, discrepancy, episode_returns, fit, record, simulate
 from tamiyo.producers.calibration_file import CalibrationFileError, calibration_document, load_sim_params
 from tamiyo.producers.evaluate import evaluate
+from tamiyo.producers.host_backend import HostConfig
 from tamiyo.producers.host_sim import SimParams, make_host_sim
 
 CONTROLLERS = ["random", "heuristic", "none"]
@@ -101,3 +102,36 @@ def test_tamiyo_calibrate_writes_the_file_the_report_and_the_plot(tmp_path, caps
     assert report.startswith("# host-sim calibrated to host-sim") and "| heuristic:wait/- |" in report
     assert out.with_suffix(".png").stat().st_size > 0
     assert main([*argv[:-2], "--controllers", "oracle"]) == 2  # one line, before anything runs
+
+
+def test_host_sim_colon_file_simulates_with_the_calibration_files_parameters(tmp_path):
+    from tamiyo.cli.api import check_env
+    from tamiyo.cli.user_errors import UserError
+    from tamiyo.contracts.env_schemas import calibration_path, env_schema, host_env_base
+    from tamiyo.producers.envs import make_env, make_vec_env
+
+    params = SimParams(speed=0.1, noise_floor=0.1, shock=0.3)
+    path = tmp_path / "cal.json"
+    path.write_text(json.dumps(calibration_document(params)))
+    name = f"host-sim:{path}"
+    assert host_env_base(name) == "host-sim" and calibration_path(name) == str(path)
+    assert host_env_base("host-sim:") is None and calibration_path("host-sim") is None
+    assert env_schema(name) == env_schema("host-sim")
+
+    def returns(env_name: str) -> list[float]:
+        return [t["return"] for t in evaluate("heuristic", env_name, 4, 2)["per_task"]]
+
+    real_kind = record(make_host_sim(seed=2, config=HostConfig(split="eval"), params=params), ["heuristic"], 4, 2)
+    want = episode_returns(real_kind)["heuristic"]
+    assert returns(name) == pytest.approx(want) and returns(name) != pytest.approx(returns("host-sim"))
+    vec = make_vec_env(name, [7])
+    assert vec.params == params  # type: ignore[attr-defined]
+
+    check_env(name)
+    path.write_text(json.dumps({**calibration_document(params), "version": 9}))
+    with pytest.raises(UserError, match=r"not a tamiyo\.host-sim-calibration v1"):
+        check_env(name)
+    with pytest.raises(UserError, match="env must be"):
+        check_env("host-simulator")
+    with pytest.raises(ValueError, match="calibration"):
+        make_env(name)

@@ -165,6 +165,15 @@ def test_equals_the_scalar_envs_with_another_config() -> None:
     assert cov.episodes == 25 and {Stage.FOSSILIZED, Stage.RESETTING} <= cov.stages and cov.lr_bounds == {-1, 1}
 
 
+def test_equals_the_scalar_envs_with_every_fitted_parameter_moved() -> None:
+    """`tamiyo calibrate` moves every field of calibration.FITTED: the vector env must follow each of them."""
+    from tamiyo.producers.calibration import FITTED
+
+    moved = {name: min(hi, max(lo, getattr(SimParams(), name) * 1.7 + 0.01)) for name, (_f, lo, hi) in FITTED.items()}
+    cov = run_side_by_side([4, 5, 6], [None, 2, None], steps=90, action_seed=8, params=SimParams(**moved))
+    assert cov.episodes >= 9
+
+
 @settings(max_examples=15, deadline=None)
 @given(
     n=st.integers(1, 5),
