@@ -94,7 +94,8 @@ def calibrate(args: argparse.Namespace, controllers: list[str], out: Path) -> di
         "holdout_default": discrepancy(holdout, sim_default),
         "holdout_calibrated": discrepancy(holdout, sim_fitted),
     }
-    totals = {k: round(v["total"], 4) for k, v in scores.items()}
+    parts = ("total", "mean_ks", "curve_rmse", "return_gap_in_spreads")
+    totals = {k: {p: round(v[p], 4) for p in parts} for k, v in scores.items()}
     source = {"env": args.real_env, "controllers": controllers, "tasks": args.tasks,
               "holdout_tasks": args.holdout_tasks, "seed": args.seed, "split": "train",
               "transitions": len(real), "seconds_recording": real_s}  # fmt: skip
@@ -129,10 +130,18 @@ def _report(doc: dict[str, Any], scores: dict[str, dict[str, Any]]) -> str:
         "",
         "Discrepancy (0: indistinguishable; mean KS + curve RMSE / 0.1 + return gap / 2 spreads):",
         "",
-        "| data | default host-sim | calibrated |",
-        "|---|---|---|",
-        f"| fitted to | {scores['fit_default']['total']:.3f} | {scores['fit_calibrated']['total']:.3f} |",
-        f"| held out | {scores['holdout_default']['total']:.3f} | {scores['holdout_calibrated']['total']:.3f} |",
+        "| data | host-sim | total | mean KS | accuracy-curve RMSE | return gap (spreads) |",
+        "|---|---|---|---|---|---|",
+        *[
+            f"| {data} | {which} | {s['total']:.3f} | {s['mean_ks']:.3f} | {s['curve_rmse']:.4f} | "
+            f"{s['return_gap_in_spreads']:.3f} |"
+            for data, which, s in (
+                ("fitted to", "default", scores["fit_default"]),
+                ("fitted to", "calibrated", scores["fit_calibrated"]),
+                ("held out", "default", scores["holdout_default"]),
+                ("held out", "calibrated", scores["holdout_calibrated"]),
+            )
+        ],
         "",
         "| parameter | default | calibrated |",
         "|---|---|---|",
