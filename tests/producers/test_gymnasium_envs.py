@@ -178,11 +178,13 @@ def test_flattened_vector_has_the_declared_shape_and_parts() -> None:
         FlattenGraphObservation(gym.make("CartPole-v1"))
 
 
-def test_stable_baselines3_ppo_trains_on_flattened_host_sim() -> None:
+def test_stable_baselines3_ppo_trains_on_flattened_host_sim(tmp_path) -> None:
     from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import configure
 
     env = FlattenGraphObservation(gym.make("tamiyo/HostSim-v0"))
     model = PPO("MlpPolicy", env, n_steps=512, batch_size=256, n_epochs=1, device="cpu", seed=0, verbose=0)
+    model.set_logger(configure(str(tmp_path), []))  # SB3's default logger leaves a /tmp/SB3-<date> folder per run
     model.learn(total_timesteps=2048)
     assert model.num_timesteps >= 2048
     action, _ = model.predict(env.reset(seed=0)[0], deterministic=True)
