@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="calibration/host_sim.json")
     p.add_argument("--report", default=None)
     p.add_argument("--png", default=None)
+    p.add_argument("--recording", default=None,
+                   help="keep the real episodes in this JSON file and reuse them when the same recording is asked "
+                        "for again (refit without re-running host-train)")  # fmt: skip
     p.add_argument("--torch-threads", type=int, default=1)
     p.set_defaults(handler=_handle)
 
@@ -72,17 +75,12 @@ def _progress(message: str) -> None:
 def calibrate(args: argparse.Namespace, controllers: list[str], out: Path) -> dict[str, Any]:
     import dataclasses
 
-    from tamiyo.producers.calibration import FITTED, discrepancy, fit, record, simulate
+    from tamiyo.producers.calibration import FITTED, discrepancy, fit, simulate
     from tamiyo.producers.calibration_file import calibration_document
-    from tamiyo.producers.envs import make_env
     from tamiyo.producers.host_sim import SimParams
 
     started = time.perf_counter()
-    env = make_env(args.real_env, seed=args.seed, split="train")
-    _progress(f"recording {args.real_env}: {len(controllers)} controllers x {args.tasks} tasks")
-    real = record(env, controllers, args.tasks, args.seed, progress=_progress)  # type: ignore[arg-type]
-    _progress(f"held-out check: {len(controllers)} controllers x {args.holdout_tasks} other tasks")
-    holdout = record(env, controllers, args.holdout_tasks, args.seed + 1, progress=_progress)  # type: ignore[arg-type]
+    real, holdout = _real_episodes(args, controllers)
     real_s = time.perf_counter() - started
     fitted, scored = fit(real, controllers, args.sim_tasks, args.candidates, args.seed, progress=_progress)
     default = SimParams()
@@ -117,6 +115,32 @@ def calibrate(args: argparse.Namespace, controllers: list[str], out: Path) -> di
     _progress(f"wrote {out}, {report}, {png} ({time.perf_counter() - started:.0f} s)")
     return {"out": str(out), "report": str(report), "png": str(png), "discrepancy": totals,
             "sim_params": dataclasses.asdict(fitted), "seconds": time.perf_counter() - started}  # fmt: skip
+
+
+def _real_episodes(args: argparse.Namespace, controllers: list[str]) -> tuple[list, list]:
+    """The real episodes to fit to and to check on: recorded now, or read back from ``--recording``."""
+    from tamiyo.producers.calibration import record, transitions_from_rows, transitions_to_rows
+    from tamiyo.producers.envs import make_env
+
+    key = {"env": args.real_env, "controllers": controllers, "tasks": args.tasks,
+           "holdout_tasks": args.holdout_tasks, "seed": args.seed}  # fmt: skip
+    path = Path(args.recording) if args.recording else None
+    if path is not None and path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("recording") == key:
+            _progress(f"reusing the real episodes in {path}")
+            return transitions_from_rows(saved["fit"]), transitions_from_rows(saved["holdout"])
+        _progress(f"{path} holds another recording: recording again")
+    env = make_env(args.real_env, seed=args.seed, split="train")
+    _progress(f"recording {args.real_env}: {len(controllers)} controllers x {args.tasks} tasks")
+    real = record(env, controllers, args.tasks, args.seed, progress=_progress)  # type: ignore[arg-type]
+    _progress(f"held-out check: {len(controllers)} controllers x {args.holdout_tasks} other tasks")
+    holdout = record(env, controllers, args.holdout_tasks, args.seed + 1, progress=_progress)  # type: ignore[arg-type]
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"recording": key, "fit": transitions_to_rows(real), "holdout": transitions_to_rows(holdout)}
+        path.write_text(json.dumps(doc))
+    return real, holdout
 
 
 def _report(doc: dict[str, Any], scores: dict[str, dict[str, Any]]) -> str:

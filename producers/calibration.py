@@ -69,6 +69,15 @@ class Transition:
         return self.acc_after - self.acc_before
 
 
+def transitions_to_rows(transitions: Sequence[Transition]) -> list[dict[str, Any]]:
+    return [dataclasses.asdict(t) for t in transitions]
+
+
+def transitions_from_rows(rows: Sequence[dict[str, Any]]) -> list[Transition]:
+    """Back from `transitions_to_rows` (a recording saved as JSON); KeyError/TypeError on a foreign row."""
+    return [Transition(**row) for row in rows]
+
+
 def stage_name(stage: int) -> str:
     return pb.SeedLifecycleStage.Name(stage).removeprefix("SEED_STAGE_").lower()
 

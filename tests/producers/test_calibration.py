@@ -135,3 +135,21 @@ def test_host_sim_colon_file_simulates_with_the_calibration_files_parameters(tmp
         check_env("host-simulator")
     with pytest.raises(ValueError, match="calibration"):
         make_env(name)
+
+
+def test_a_saved_recording_is_reused_only_for_the_same_recording(tmp_path, capsys):
+    recording = tmp_path / "real.json"
+    argv = ["calibrate", "--real-env", "host-sim", "--tasks", "4", "--holdout-tasks", "2", "--candidates", "2",
+            "--sim-tasks", "4", "--controllers", "heuristic", "--out", str(tmp_path / "c.json"),
+            "--recording", str(recording)]  # fmt: skip
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    saved = json.loads(recording.read_text())
+    assert saved["recording"]["tasks"] == 4 and len(saved["fit"]) == 4 * 30  # 4 episodes of 30 epochs
+    assert main(argv) == 0
+    again = capsys.readouterr()
+    assert "reusing the real episodes" in again.err
+    assert json.loads(again.out)["discrepancy"] == first["discrepancy"]
+    assert main([*argv, "--tasks", "5"]) == 0
+    assert "holds another recording" in capsys.readouterr().err
+    assert json.loads(recording.read_text())["recording"]["tasks"] == 5
