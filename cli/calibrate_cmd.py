@@ -121,6 +121,7 @@ def _real_episodes(args: argparse.Namespace, controllers: list[str]) -> tuple[li
     """The real episodes to fit to and to check on: recorded now, or read back from ``--recording``."""
     from tamiyo.producers.calibration import record, transitions_from_rows, transitions_to_rows
     from tamiyo.producers.envs import make_env
+    from tamiyo.producers.host_env import HostEnv
 
     key = {"env": args.real_env, "controllers": controllers, "tasks": args.tasks,
            "holdout_tasks": args.holdout_tasks, "seed": args.seed}  # fmt: skip
@@ -132,10 +133,11 @@ def _real_episodes(args: argparse.Namespace, controllers: list[str]) -> tuple[li
             return transitions_from_rows(saved["fit"]), transitions_from_rows(saved["holdout"])
         _progress(f"{path} holds another recording: recording again")
     env = make_env(args.real_env, seed=args.seed, split="train")
+    assert isinstance(env, HostEnv)  # --real-env takes the host envs only
     _progress(f"recording {args.real_env}: {len(controllers)} controllers x {args.tasks} tasks")
-    real = record(env, controllers, args.tasks, args.seed, progress=_progress)  # type: ignore[arg-type]
+    real = record(env, controllers, args.tasks, args.seed, progress=_progress)
     _progress(f"held-out check: {len(controllers)} controllers x {args.holdout_tasks} other tasks")
-    holdout = record(env, controllers, args.holdout_tasks, args.seed + 1, progress=_progress)  # type: ignore[arg-type]
+    holdout = record(env, controllers, args.holdout_tasks, args.seed + 1, progress=_progress)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         doc = {"recording": key, "fit": transitions_to_rows(real), "holdout": transitions_to_rows(holdout)}

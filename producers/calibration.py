@@ -29,6 +29,7 @@ from scipy import stats
 
 from tamiyo.contracts.proto import leyline_pb2 as pb
 from tamiyo.producers.controllers import Controller, make_controller
+from tamiyo.producers.host_backend import HostConfig
 from tamiyo.producers.host_env import HostEnv
 from tamiyo.producers.host_sim import SimParams, make_host_sim
 
@@ -183,8 +184,7 @@ def discrepancy(real: Sequence[Transition], sim: Sequence[Transition]) -> dict[s
 
 
 def simulate(params: SimParams, controllers: Sequence[str], tasks: int, seed: int, **host_kw: Any) -> list[Transition]:
-    from tamiyo.producers.host_backend import HostConfig
-
+    """`record` of host-sim with ``params`` (``host_kw``: HostConfig fields)."""
     env = make_host_sim(seed=seed, config=HostConfig(**host_kw), params=params)
     return record(env, controllers, tasks, seed)
 
