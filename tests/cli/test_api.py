@@ -49,7 +49,7 @@ def test_version(capsys):
     ("changes", "complaint"),
     [
         ({"algo": "sac"}, "algo must be impala or ppo"),
-        ({"env": "cartpole"}, "env must be host-sim, host-train or gym:<id>"),
+        ({"env": "cartpole"}, "env must be host-sim, host-sim:FILE, host-train or gym:<id>"),
         ({"actors": 0}, "actors must be at least 1"),
         ({"replay_mode": "lifo"}, "replay_mode must be"),
         ({"stop_at_target": True}, "stop_at_target needs target_return"),
@@ -94,7 +94,7 @@ def test_evaluate_gives_the_same_result_as_the_evaluation_it_wraps_and_refuses_w
         assert got[key] == want[key]
     with pytest.raises(UserError, match="neither a baseline"):
         tamiyo.evaluate(tmp_path / "missing.safetensors")
-    with pytest.raises(UserError, match="host envs"):
+    with pytest.raises(UserError, match="env must be host-sim, host-sim:FILE or host-train"):
         tamiyo.evaluate("heuristic", env="gym:CartPole-v1")
     with pytest.raises(UserError, match="at least 1"):
         tamiyo.evaluate("heuristic", tasks=0)
