@@ -8,6 +8,9 @@
    task stream), paired by task: the mean and 95% Student-t interval of best - none, heuristic - none
    and best - heuristic.
 
+With ``--policy FILE`` a trained policy (greedy) is evaluated on the same held-out tasks too, paired with
+each of them: how much of the schedule's headroom it captures.
+
 Every grid point is reported (JSON to stdout, and ``--json``), with a PNG of the grid and of the paired
 differences.  On host-train each episode really trains a host network, so the defaults take minutes:
 
@@ -58,21 +61,31 @@ def grid_search(env: str, grid: list[dict[str, Any]], tasks: int, seed: int) -> 
     return rows
 
 
-def headroom(env: str, grid: list[dict[str, Any]], train_tasks: int, eval_tasks: int, seed: int) -> dict:
+def headroom(
+    env: str, grid: list[dict[str, Any]], train_tasks: int, eval_tasks: int, seed: int, policy: str | None = None
+) -> dict:
     started = time.perf_counter()
     rows = grid_search(env, grid, train_tasks, seed)
     best = {k: v for k, v in max(rows, key=lambda r: r["mean_return"]).items() if k in KNOBS}
     tuned = TunedController(**best)
     held_out = {name: evaluate(c, env, eval_tasks, seed + 1) for name, c in
                 (("tuned", tuned), ("none", "none"), ("heuristic", "heuristic"))}  # fmt: skip
+    if policy is not None:
+        import tamiyo
+
+        held_out["policy"] = tamiyo.evaluate(policy, env=env, tasks=eval_tasks, seed=seed + 1)
     print(f"held out: { {k: round(v['mean_return'], 4) for k, v in held_out.items()} }", file=sys.stderr)
 
     def paired(a: str, b: str) -> dict[str, float]:
         mean, lo, hi = paired_difference(held_out[a], held_out[b])
         return {"mean": mean, "ci95": [lo, hi], "above_zero": lo > 0}  # type: ignore[dict-item]
 
+    pairs = [("tuned", "none"), ("heuristic", "none"), ("tuned", "heuristic")]
+    if policy is not None:
+        pairs += [("policy", "none"), ("policy", "heuristic"), ("policy", "tuned")]
     return {
         "env": env,
+        "policy": policy,
         "train_tasks": train_tasks,
         "eval_tasks": eval_tasks,
         "seed": seed,
@@ -87,11 +100,7 @@ def headroom(env: str, grid: list[dict[str, Any]], train_tasks: int, eval_tasks:
             }
             for name, r in held_out.items()
         },
-        "paired": {
-            "tuned_minus_none": paired("tuned", "none"),
-            "heuristic_minus_none": paired("heuristic", "none"),
-            "tuned_minus_heuristic": paired("tuned", "heuristic"),
-        },
+        "paired": {f"{a}_minus_{b}": paired(a, b) for a, b in pairs},
         "seconds": time.perf_counter() - started,
     }
 
@@ -133,10 +142,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--eval-tasks", type=int, default=50)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--grid", type=int, default=len(GRID), help="use the first N schedules of the grid")
+    ap.add_argument("--policy", default=None, help="a policy.safetensors to evaluate on the held-out tasks too")
     ap.add_argument("--json", default=None, help="also write the JSON here")
     ap.add_argument("--png", default=None, help="default: bench/results/headroom_<env>.png")
     args = ap.parse_args(argv)
-    result = headroom(args.env, GRID[: args.grid], args.train_tasks, args.eval_tasks, args.seed)
+    result = headroom(args.env, GRID[: args.grid], args.train_tasks, args.eval_tasks, args.seed, args.policy)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

@@ -37,3 +37,22 @@ def test_headroom_searches_on_training_tasks_and_pairs_on_held_out_ones(tmp_path
     mean, lo, hi = paired_difference(heuristic, none)
     assert result["paired"]["heuristic_minus_none"]["mean"] == pytest.approx(mean)
     assert result["paired"]["heuristic_minus_none"]["ci95"] == pytest.approx([lo, hi])
+
+
+def test_a_policy_is_paired_on_the_same_held_out_tasks(tmp_path):
+    import torch
+
+    import tamiyo
+    from tamiyo.contracts.env_schemas import env_schema
+    from tamiyo.policy.model import ModelConfig, TamiyoGNN
+    from tamiyo.policy.snapshot import encode_snapshot, write_snapshot
+
+    torch.manual_seed(0)
+    weights, _ = write_snapshot(encode_snapshot(TamiyoGNN(env_schema("host-sim"), ModelConfig(hidden=8)), 1), tmp_path)
+    argv = ["--env", "host-sim", "--train-tasks", "2", "--eval-tasks", "3", "--grid", "1", "--policy", str(weights)]
+    result = headroom.main([*argv, "--png", str(tmp_path / "h.png")])
+    policy = tamiyo.evaluate(str(weights), env="host-sim", tasks=3, seed=8)
+    none = evaluate("none", "host-sim", 3, 8)
+    assert result["held_out"]["policy"]["mean_return"] == pytest.approx(policy["mean_return"])
+    assert result["paired"]["policy_minus_none"]["mean"] == pytest.approx(paired_difference(policy, none)[0])
+    assert {"policy_minus_heuristic", "policy_minus_tuned"} <= set(result["paired"])
