@@ -27,9 +27,7 @@ def host_env_base(env_name: str) -> str | None:
     """``host-train`` / ``host-sim`` for a host env name (``host-sim:FILE`` included), else None."""
     if env_name in HOST_ENVS:
         return env_name
-    if env_name.startswith(SIM_PREFIX) and len(env_name) > len(SIM_PREFIX):
-        return "host-sim"
-    return None
+    return "host-sim" if calibration_path(env_name) is not None else None
 
 
 def is_host_env(env_name: str) -> bool:
@@ -38,7 +36,8 @@ def is_host_env(env_name: str) -> bool:
 
 def calibration_path(env_name: str) -> str | None:
     """The calibration file of ``host-sim:FILE`` (None for any other name)."""
-    return env_name[len(SIM_PREFIX) :] if host_env_base(env_name) and env_name.startswith(SIM_PREFIX) else None
+    path = env_name[len(SIM_PREFIX) :] if env_name.startswith(SIM_PREFIX) else ""
+    return path or None
 
 
 def gym_id(env_name: str) -> str:

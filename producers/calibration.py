@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from tamiyo.contracts.proto import leyline_pb2 as pb
+from tamiyo.producers import lifecycle
 from tamiyo.producers.controllers import Controller, make_controller
+from tamiyo.producers.evaluate import task_seeds
 from tamiyo.producers.host_backend import HostConfig
 from tamiyo.producers.host_env import HostEnv
 from tamiyo.producers.host_sim import SimParams, make_host_sim
@@ -80,17 +81,16 @@ def transitions_from_rows(rows: Sequence[dict[str, Any]]) -> list[Transition]:
 
 
 def stage_name(stage: int) -> str:
-    return pb.SeedLifecycleStage.Name(stage).removeprefix("SEED_STAGE_").lower()
+    return lifecycle.stage_name(stage).removeprefix("SEED_STAGE_").lower()
 
 
 def record(
     env: HostEnv, controllers: Sequence[str], tasks: int, seed: int, progress: Callable[[str], None] | None = None
 ) -> list[Transition]:
     """Every step of one episode per (controller, task); task seeds derived from ``seed`` as in `evaluate`."""
-    task_seeds = [int(x) for x in np.random.SeedSequence(seed).generate_state(tasks)]
     out: list[Transition] = []
     for name in controllers:
-        for i, task in enumerate(task_seeds):
+        for i, task in enumerate(task_seeds(seed, tasks)):
             out.extend(_episode(env, make_controller(name, seed=task), name, task))
             if progress is not None:
                 progress(f"{name}: task {i + 1}/{tasks}")

@@ -42,6 +42,11 @@ def paired_difference(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, floa
     return float(diff.mean()), lo, hi
 
 
+def task_seeds(seed: int, tasks: int) -> list[int]:
+    """The task seeds of an evaluation: ``tasks`` of them, derived from ``seed`` (the same seed, the same tasks)."""
+    return [int(x) for x in np.random.SeedSequence(seed).generate_state(tasks)]
+
+
 def run_episode(env: HostEnv, controller: Controller, task_seed: int) -> dict[str, Any]:
     obs = env.reset(seed=task_seed)
     controller.reset(task_seed)
@@ -89,9 +94,8 @@ def evaluate(
     ctrl = make_controller(controller, seed) if isinstance(controller, str) else controller
     env = make_env(env_name, seed=seed, split=split, **env_kw)
     assert isinstance(env, HostEnv)
-    task_seeds = [int(x) for x in np.random.SeedSequence(seed).generate_state(tasks)]
     started = time.perf_counter()
-    per_task = [run_episode(env, ctrl, s) for s in task_seeds]
+    per_task = [run_episode(env, ctrl, s) for s in task_seeds(seed, tasks)]
     returns = np.array([t["return"] for t in per_task])
     lo, hi = confidence_interval(returns)
     return {
