@@ -27,6 +27,7 @@ class SwappablePolicy:
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._inner: ModelPolicy | None = None
+        self._own: tuple[TamiyoGNN, dict[str, torch.Tensor]] | None = None  # see _tensors
         if model is not None:
             self.swap(model, version)
 
@@ -46,18 +47,28 @@ class SwappablePolicy:
     def load_weights(self, state: dict[str, torch.Tensor], version: int) -> None:
         """Copy a newer snapshot's weights into the current network in place (strict: every tensor,
         same shapes).  Far cheaper than building a network per snapshot, which the learner publishes
-        every few updates."""
+        every update.  The copy is one ``torch._foreach_copy_`` over the network's own tensors (cached per
+        network): ``load_state_dict`` walks all ~100 modules and cost ~2.5 ms per snapshot on the host-sim
+        network (profiled in a running actor: ~10% of its CPU at ~9 snapshots/s); this costs ~0.1 ms."""
         with self._lock:
             inner = self._inner
             if inner is None:
                 raise RuntimeError("no policy loaded yet")
-            own = inner.model.state_dict()
-            # Check everything first: load_state_dict copies tensor by tensor and would leave a
-            # half-updated network behind a mismatch found midway.
+            own = self._tensors(inner)
+            # Check everything first: a copy that fails midway would leave a half-updated network behind.
             if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
                 raise ValueError("snapshot weights do not match the network's tensors and shapes")
-            inner.model.load_state_dict(state, strict=True)
+            names = list(own)
+            with torch.no_grad():
+                torch._foreach_copy_([own[k] for k in names], [state[k] for k in names])
             inner.version = version
+
+    def _tensors(self, inner: ModelPolicy) -> dict[str, torch.Tensor]:
+        """The network's parameters and buffers by state-dict name, sharing their storage (so copying into
+        them updates the network); cached for the network they were taken from."""
+        if self._own is None or self._own[0] is not inner.model:
+            self._own = (inner.model, dict(inner.model.state_dict(keep_vars=False)))
+        return self._own[1]
 
     @property
     def model(self) -> TamiyoGNN | None:

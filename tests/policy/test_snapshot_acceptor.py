@@ -75,6 +75,20 @@ def test_newer_snapshot_of_the_same_network_is_copied_in_place_bit_for_bit(env):
     assert sub.policy(graphs, masks).version == 2
 
 
+def test_weights_copied_after_a_rebuild_go_into_the_new_network(env):
+    """The in-place copy writes into tensors cached per network: after a snapshot of another network
+    replaced it, the next same-shape snapshot must land in the new network, not the old one."""
+    sub = _subscriber(env.schema)
+    graphs, _ = _graphs(env)
+    assert sub.accept(_record(_model(1, env.schema, hidden=16), 1))
+    assert sub.accept(_record(_model(2, env.schema, hidden=16), 2))  # in place: the cache is filled
+    assert sub.accept(_record(_model(3, env.schema, hidden=24), 3))  # rebuilt
+    newest = _model(4, env.schema, hidden=24)
+    assert sub.accept(_record(newest, 4))
+    for got, want in zip(_logits(sub.policy, graphs), _logits(newest, graphs), strict=True):
+        assert torch.equal(got, want)
+
+
 def test_older_or_equal_versions_are_ignored(env):
     sub = _subscriber(env.schema)
     graphs, _ = _graphs(env)
