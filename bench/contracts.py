@@ -7,7 +7,9 @@ python bench/contracts.py [--iterations N]
   clock, sequence) and fully decoding it back (all checks on), per call.
 - packet_serialize/parse_us_p50: the bare protobuf calls, as the floor.
 - trajectory_*: a T=20 host-sim unroll (random controller), as actors publish
-  it: compressed/raw bytes and MB/s.
+  it: compressed/raw bytes and MB/s; trajectory_unroll_decode_us_min: `unroll_from_proto` alone (arrays
+  out of the parsed message, every structural check), what the replay and the learner pay per item
+  (before the joined-buffer decoder of issue 11: ~210 us here, its graphs ~180 us).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 
 from tamiyo.contracts import codec
 from tamiyo.contracts.examples import seed_document_state_packet
-from tamiyo.contracts.packing import unroll_to_proto
+from tamiyo.contracts.packing import unroll_from_proto, unroll_to_proto
 from tamiyo.contracts.proto import leyline_pb2 as pb
 from tamiyo.producers.sample_unrolls import host_sim_unrolls
 
@@ -33,6 +35,12 @@ def _percentiles_us(fn, iterations: int) -> tuple[float, float]:
         fn()
         samples[i] = clock() - t0
     return float(np.percentile(samples, 50) / 1e3), float(np.percentile(samples, 95) / 1e3)
+
+
+def _timed_once(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def realistic_unroll():
@@ -72,6 +80,8 @@ def main() -> None:
     for _ in range(reps):
         codec.decode_envelope(traj_record)
     decode_s = (time.perf_counter() - t0) / reps
+    parsed = codec.decode_envelope(traj_record).payload
+    unroll_decode_s = min(_timed_once(lambda: unroll_from_proto(parsed)) for _ in range(reps))
 
     print(
         json.dumps(
@@ -90,6 +100,7 @@ def main() -> None:
                 "trajectory_compression_ratio": round(len(traj_record) / len(traj_raw), 4),
                 "trajectory_encode_mb_s": round(arrays_bytes / encode_s / 1e6, 1),
                 "trajectory_decode_mb_s": round(arrays_bytes / decode_s / 1e6, 1),
+                "trajectory_unroll_decode_us_min": round(unroll_decode_s * 1e6, 1),
                 "budget_packet_bytes": 280,
                 "budget_codec_us_p50": 10,
             }

@@ -59,43 +59,77 @@ def graphs_to_proto(graphs: PackedGraphs, schema_name: str = "") -> pb.GraphStat
 def graphs_from_proto(msg: pb.GraphState) -> PackedGraphs:
     """Decode and structurally validate (sizes, local index ranges, finite features).
 
-    The checks run over all node types and all relations at once (a handful of numpy calls, not a
-    handful per relation: a host graph set has 14 relations, and per-relation checks were most of the
-    replay's and the learner's decode time); only when one fails are the relations checked one by one,
-    to name the culprit."""
+    Every check runs over all node types and all relations at once: the counts of every block are one
+    array, the features of every node type one buffer, the edge indices of every relation one buffer
+    (joined bytes, one ``np.frombuffer`` each; the per-type and per-relation arrays are views into them).
+    Per-block numpy calls were most of the replay's and the learner's decode time (a host graph set has 4
+    node types and 14 relations, ~150 small numpy calls per trajectory): the graphs of a T=20 host-sim unroll
+    took ~180 us to decode and now take ~110 us (`bench/contracts.py` prints the whole trajectory's).
+    Only when a check fails are the blocks looked at one by one, to name the culprit."""
     g = int(msg.num_graphs)
     if g == 0 and not msg.nodes:
         raise InvalidFieldError("graph state holds no graphs")
-    node_features: dict[str, np.ndarray] = {}
-    node_counts: dict[str, np.ndarray] = {}
-    for block in msg.nodes:
-        if block.node_type in node_features:
-            raise InvalidFieldError(f"node type {block.node_type!r} appears twice")
-        counts = _from(block.counts, I32, g, f"node counts {block.node_type!r}")
-        if g and counts.min() < 0:
-            raise InvalidFieldError(f"negative node count for {block.node_type!r}")
-        n, f = int(counts.sum()), int(block.num_features)
-        feats = _from(block.features, F32, n * f, f"node features {block.node_type!r}").reshape(n, f)
-        node_features[block.node_type] = feats
-        node_counts[block.node_type] = counts
-    if node_features and not np.isfinite(np.concatenate([x.reshape(-1) for x in node_features.values()])).all():
-        bad = next(t for t, x in node_features.items() if not np.isfinite(x).all())
+    nodes, edges = list(msg.nodes), list(msg.edges)
+    types = [b.node_type for b in nodes]
+    if len(set(types)) != len(types):
+        raise InvalidFieldError(f"node type {_first_repeat(types)!r} appears twice")
+    keys = [(e.src_type, e.relation, e.dst_type) for e in edges]
+    if len(set(keys)) != len(keys):
+        raise InvalidFieldError(f"relation {_first_repeat(keys)} appears twice")
+    missing = next((k for k in keys if k[0] not in types or k[2] not in types), None)
+    if missing is not None:
+        raise InvalidFieldError(f"relation {missing} names a node type that is not present")
+    names = [f"node counts {t!r}" for t in types] + [f"edge counts {k}" for k in keys]
+    counts = _joined([b.counts for b in nodes] + [e.counts for e in edges], I32, [g] * len(names), names)
+    counts = counts.reshape(len(names), g)
+    if g and len(names) and counts.min() < 0:
+        row = int(np.flatnonzero(counts.min(axis=1) < 0)[0])
+        what = f"node count for {types[row]!r}" if row < len(types) else f"edge count for {keys[row - len(types)]}"
+        raise InvalidFieldError(f"negative {what}")
+    totals = counts.sum(axis=1).tolist()
+    node_totals, edge_totals = totals[: len(types)], totals[len(types) :]
+    widths = [int(b.num_features) for b in nodes]
+    sizes = [n * f for n, f in zip(node_totals, widths, strict=True)]
+    feats = _joined([b.features for b in nodes], F32, sizes, [f"node features {t!r}" for t in types])
+    if not np.isfinite(feats).all():
+        bad = next(t for t, x in _split(feats, sizes, types) if not np.isfinite(x).all())
         raise NonFiniteError(f"node features {bad!r} are not finite")
-    edge_index: dict[tuple[str, str, str], np.ndarray] = {}
-    edge_counts: dict[tuple[str, str, str], np.ndarray] = {}
-    for edges in msg.edges:
-        key = (edges.src_type, edges.relation, edges.dst_type)
-        if key in edge_index:
-            raise InvalidFieldError(f"relation {key} appears twice")
-        if edges.src_type not in node_counts or edges.dst_type not in node_counts:
-            raise InvalidFieldError(f"relation {key} names a node type that is not present")
-        counts = _from(edges.counts, I32, g, f"edge counts {key}")
-        e = int(counts.sum())
-        edge_index[key] = _from(edges.index, I32, 2 * e, f"edge index {key}").reshape(2, e)
-        edge_counts[key] = counts
+    pieces = zip(_split(feats, sizes, types), node_totals, widths, strict=True)
+    node_features = {t: x.reshape(n, f) for (t, x), n, f in pieces}
+    node_counts = {t: counts[i] for i, t in enumerate(types)}
+    lengths = [2 * e for e in edge_totals]
+    index = _joined([e.index for e in edges], I32, lengths, [f"edge index {k}" for k in keys])
+    edge_index = {k: x.reshape(2, -1) for k, x in _split(index, lengths, keys)}
+    edge_counts = {k: counts[len(types) + i] for i, k in enumerate(keys)}
     if edge_index:
-        _check_edges(node_counts, edge_index, edge_counts, g)
+        _check_edges(node_counts, edge_index, edge_counts, g, index)
     return PackedGraphs(node_features, node_counts, edge_index, edge_counts)
+
+
+def _first_repeat(items: list) -> object:
+    seen: set = set()
+    for item in items:
+        if item in seen:
+            return item
+        seen.add(item)
+    return None
+
+
+def _joined(buffers: list[bytes], dtype: np.dtype, counts: list[int], what: list[str]) -> np.ndarray:
+    """The buffers, each checked to hold its count of ``dtype``, as one array (one copy, one ``frombuffer``)."""
+    for buf, count, name in zip(buffers, counts, what, strict=True):
+        if len(buf) != count * dtype.itemsize:
+            raise InvalidFieldError(f"{name}: {len(buf)} bytes, expected {count} x {dtype.itemsize}")
+    return np.frombuffer(b"".join(buffers), dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
+
+
+def _split(flat: np.ndarray, sizes: list[int], names: list) -> list[tuple]:
+    """(name, view) for consecutive pieces of ``flat`` of the given sizes."""
+    out, start = [], 0
+    for name, size in zip(names, sizes, strict=True):
+        out.append((name, flat[start : start + size]))
+        start += size
+    return out
 
 
 def _check_edges(
@@ -103,23 +137,25 @@ def _check_edges(
     edge_index: dict[tuple[str, str, str], np.ndarray],
     edge_counts: dict[tuple[str, str, str], np.ndarray],
     g: int,
+    joined: np.ndarray,
 ) -> None:
-    """Every edge count >= 0 and every local index inside its own graph, for all relations at once."""
-    if g and np.concatenate(list(edge_counts.values())).min() < 0:
-        key = next(k for k, c in edge_counts.items() if c.min() < 0)
-        raise InvalidFieldError(f"negative edge count for {key}")
-    # Node types whose graphs all have the same node count (every env graph): one bound per relation.
-    fixed = {t: int(c[0]) for t, c in node_counts.items() if g and (c == c[0]).all()}
-    simple = [k for k, e in edge_index.items() if e.shape[1] and k[0] in fixed and k[2] in fixed]
-    if simple:
-        stacked = np.concatenate([edge_index[k] for k in simple], axis=1)
-        starts = np.cumsum([0] + [edge_index[k].shape[1] for k in simple[:-1]])
-        highest = np.maximum.reduceat(stacked, starts, axis=1)  # [2, relations]
-        bounds = np.array([[fixed[k[0]] for k in simple], [fixed[k[2]] for k in simple]])
-        if stacked.min() < 0 or (highest >= bounds).any():
-            bad = next(k for k in simple if _outside(edge_index[k], node_counts, edge_counts[k], k))
+    """Every local index inside its own graph, for all relations at once (edge counts are checked >= 0
+    before).  ``joined``: every relation's [2, E] index, flattened and concatenated in ``edge_index`` order."""
+    # Node types whose graphs all have the same node count (every env graph): one bound per relation end,
+    # so one comparison of the joined indices against their repeated bounds checks them all.
+    fixed: dict[str, int] = {}
+    if g:
+        rows = np.stack(list(node_counts.values()))
+        same = (rows == rows[:, :1]).all(axis=1).tolist()
+        fixed = {t: int(c[0]) for (t, c), s in zip(node_counts.items(), same, strict=True) if s}
+    if all(k[0] in fixed and k[2] in fixed for k in edge_index):
+        bounds = [b for k in edge_index for b in (fixed[k[0]], fixed[k[2]])]
+        lengths = [e.shape[1] for e in edge_index.values() for _ in range(2)]
+        if joined.size and (joined.min() < 0 or (joined >= np.repeat(bounds, lengths)).any()):
+            bad = next(k for k in edge_index if _outside(edge_index[k], node_counts, edge_counts[k], k))
             raise InvalidFieldError(f"edge index {bad} points outside its graph")
-    for key in edge_index.keys() - set(simple):
+        return
+    for key in edge_index:
         if _outside(edge_index[key], node_counts, edge_counts[key], key):
             raise InvalidFieldError(f"edge index {key} points outside its graph")
 
