@@ -15,7 +15,15 @@ fused layer, for every receiving node type t with incoming relations r_1..r_k:
 3. adds the summed biases of the incoming relations.
 
 Edges are sorted by their target, so the scatter writes memory in order (measured: ~2x faster than in
-relation order at 2,700 graphs).  The weights stay in the ``HeteroConv``/``SAGEConv`` modules (same
+relation order at 2,700 graphs).
+
+With gradients (the learner) that single gather/scatter over all relations is slow to differentiate on the
+CPU, so `FusedSage.forward_grouped` keeps one gather and one scatter per relation (as PyG does) and fuses
+only the weights: per receiving type one ``addmm`` of ``[x_t | mean_r1 | ... | mean_rk]`` with
+``[sum_r W_r^r | W_l^r1 | ... | W_l^rk]^T``, where ``HeteroConv`` makes two matmuls per relation (the root
+term once per relation, so four times for a layer node).  Measured on an IMPALA batch of the host-sim
+preset (672 graphs, hidden 32, one thread; forward + backward of the layer): 9.6 ms with HeteroConv, 6.9 ms
+grouped.  The weights stay in the ``HeteroConv``/``SAGEConv`` modules (same
 parameters, same state-dict keys), so snapshots load into either path.
 `tests/policy/test_message_passing.py` checks it against PyG's ``HeteroConv`` to 1e-5, values and gradients.
 """
@@ -40,6 +48,9 @@ class MessagePlan:
     targets: torch.Tensor  # int64 [E + R]: row of the stacked aggregation tensors it adds to (sorted)
     weights: torch.Tensor  # float [E + R, 1]: 1 / degree for an edge, 1 for a root entry
     node_counts: dict[str, int]
+
+
+InvDegrees = dict[RelationKey, torch.Tensor]
 
 
 class FusedSage:
@@ -89,6 +100,40 @@ class FusedSage:
             weights=torch.from_numpy(np.concatenate(weights)[order][:, None]).to(device=device, dtype=dtype),
             node_counts=counts,
         )
+
+    def inverse_degrees(self, x: dict[str, torch.Tensor], edge_index: dict[RelationKey, torch.Tensor]) -> InvDegrees:
+        """Per relation, ``1 / max(1, in-degree)`` of every target node ``[n_dst, 1]`` (numpy: see `plan`)."""
+        out = {}
+        for r in self.relations:
+            targets = edge_index[r][1]
+            n = int(x[r[2]].shape[0])
+            degree = np.bincount(targets.cpu().numpy(), minlength=n).clip(min=1)
+            out[r] = torch.from_numpy(1.0 / degree[:, None]).to(device=targets.device, dtype=x[r[2]].dtype)
+        return out
+
+    def forward_grouped(
+        self,
+        conv: HeteroConv,
+        hs: dict[str, torch.Tensor],
+        edge_index: dict[RelationKey, torch.Tensor],
+        inv_degrees: InvDegrees,
+    ) -> dict[str, torch.Tensor]:
+        """What ``conv(hs, edge_index)`` returns (HeteroConv(aggr="sum") of SAGEConvs): one gather and one
+        scatter per relation, one matmul per receiving type (see the module docstring)."""
+        sage: dict[RelationKey, SAGEConv] = {r: conv.convs[r] for r in self.relations}
+        result = {}
+        for t in self.receivers:
+            incoming, own = self.incoming[t], hs[t]
+            parts = [own]
+            for r in incoming:
+                src, dst = edge_index[r][0], edge_index[r][1]
+                summed = own.new_zeros(own.shape).index_add_(0, dst, hs[r[0]].index_select(0, src))
+                parts.append(summed * inv_degrees[r])
+            root = torch.stack([sage[r].lin_r.weight for r in incoming]).sum(0)
+            weight = torch.cat([root, *(sage[r].lin_l.weight for r in incoming)], dim=1)  # [H_out, (1 + k) H_in]
+            bias = torch.stack([sage[r].lin_l.bias for r in incoming]).sum(0)
+            result[t] = torch.addmm(bias, torch.cat(parts, dim=1), weight.t())
+        return result
 
     def forward(self, conv: HeteroConv, hs: dict[str, torch.Tensor], plan: MessagePlan) -> dict[str, torch.Tensor]:
         """What ``conv(hs, edge_index)`` returns, for a HeteroConv(aggr="sum") of SAGEConvs."""

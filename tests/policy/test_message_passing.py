@@ -1,5 +1,6 @@
-"""The fused SAGE layers give what PyG's HeteroConv of SAGEConvs gives on the same weights (values and gradients,
-to 1e-5), on real schemas, graphs of varying size, relations without edges and nodes without neighbours."""
+"""The fused SAGE layers (one scatter for acting, grouped per relation for learning) give what PyG's HeteroConv of
+SAGEConvs gives on the same weights (values and gradients, to 1e-5), on real schemas, graphs of varying size,
+relations without edges and nodes without neighbours."""
 
 from __future__ import annotations
 
@@ -34,8 +35,9 @@ def _without_edges(packed: PackedGraphs, relation) -> PackedGraphs:
     return packed
 
 
+@pytest.mark.parametrize("path", ["fused", "grouped"])
 @pytest.mark.parametrize("num_graphs", [1, 7, 64])
-def test_one_fused_layer_equals_heteroconv(num_graphs):
+def test_one_fused_layer_equals_heteroconv(num_graphs, path):
     schema = host_schema(3, 4)
     packed = _without_edges(
         random_graphs(schema, num_graphs, np.random.default_rng(num_graphs)), schema.relations[2].key
@@ -46,7 +48,10 @@ def test_one_fused_layer_equals_heteroconv(num_graphs):
     hs = {t: torch.randn(x.shape[0], 8, generator=rng, requires_grad=True) for t, x in graph.x.items()}
     fused = FusedSage([nt.name for nt in schema.node_types], [r.key for r in schema.relations])
     want = conv(hs, graph.edge_index)
-    got = fused.forward(conv, hs, fused.plan(graph.x, graph.edge_index))
+    if path == "fused":
+        got = fused.forward(conv, hs, fused.plan(graph.x, graph.edge_index))
+    else:
+        got = fused.forward_grouped(conv, hs, graph.edge_index, fused.inverse_degrees(graph.x, graph.edge_index))
     assert got.keys() == want.keys()
     for t in want:
         torch.testing.assert_close(got[t], want[t], atol=1e-5, rtol=1e-5)
@@ -64,12 +69,24 @@ def test_the_network_is_the_same_fused_or_not(layers):
     torch.manual_seed(5)
     model = TamiyoGNN(env.schema, ModelConfig(hidden=16, layers=layers))
     batch = collate(graphs)
-    with torch.no_grad():  # the fused path serves acting (no gradients); its gradients are tested layer-wise above
+    with torch.no_grad():  # acting: the one-scatter fused layer
         fused = model(batch)
-        model.torso.fuse_sage = False
-        plain = model(batch)
-    for a, b in zip([*fused.logits, fused.value], [*plain.logits, plain.value], strict=True):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    grouped = model(batch)  # with gradients (the learner): the grouped layer
+    model.torso.fuse_sage = False
+    plain = model(batch)
+    for out in (fused, grouped):
+        for a, b in zip([*out.logits, out.value], [*plain.logits, plain.value], strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    # The learner's gradients through the whole network, grouped against HeteroConv.
+    weights = [torch.randn_like(t) for t in (*plain.logits, plain.value)]
+    grads = []
+    for out in (grouped, plain):
+        loss = sum((t * w).sum() for t, w in zip((*out.logits, out.value), weights, strict=True))
+        grads.append(torch.autograd.grad(loss, list(model.parameters()), allow_unused=True))
+    for a, b in zip(*grads, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
 def test_snapshots_load_into_either_path_with_the_same_outputs():
