@@ -6,7 +6,8 @@ thrown away when it stepped 128 envs against one learner on 2 cores, and the CPU
 from the learner).  The fifo replay stops consuming while its queue is full, so what the learner has
 not caught up with waits in Kafka, visible as the replay group's lag on `trajectories`; an actor that
 waits while that lag is above a bound keeps the staleness bounded and spends no CPU on frames that
-would be dropped.  One lag read is two small broker requests (committed offsets, end offsets).
+would be dropped.  One lag read is two small broker requests (committed offsets, end offsets); the group's
+coordinator is looked up once and again only after an error (it was a third request per read).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class GroupBacklog:
         self._admin: AIOKafkaAdminClient | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._partitions: list[int] = []
+        self._coordinator: int | None = None  # the group coordinator's node id, once found
 
     async def start(self) -> None:
         self._admin = make_admin(self.settings)
@@ -80,8 +82,11 @@ class GroupBacklog:
         assert self._admin is not None
         for attempt in range(attempts):
             try:
-                return await self._admin.list_consumer_group_offsets(self.group, partitions=tps)
+                if self._coordinator is None:
+                    self._coordinator = await self._admin.find_coordinator(self.group)
+                return await self._admin.list_consumer_group_offsets(self.group, self._coordinator, partitions=tps)
             except KafkaError as err:
+                self._coordinator = None  # it may have moved: look it up again
                 if not err.retriable or attempt == attempts - 1:
                     raise
                 await asyncio.sleep(0.2 * (attempt + 1))
