@@ -1,6 +1,7 @@
 """Where the frames go: the pipeline through Kafka against its parts alone, one JSON object.
 
     python bench/pipeline.py [--preset host-sim] [--frames 300000] [--part-seconds 15] [--no-bus]
+                             [--baseline-rev REV]
 
 With the preset's shape (actors x envs per actor, unroll length, batch size, replay settings) and network:
 
@@ -14,7 +15,10 @@ With the preset's shape (actors x envs per actor, unroll length, batch size, rep
   learned from, and the CPU µs per frame of every process (actor, replay, learner, the Kafka broker), from
   the services' ``process_cpu_s`` telemetry and the broker's /proc entry;
 - ``before``: the same figures measured on the main branch before the throughput work (issue 11), so
-  the speed-up is visible.
+  the speed-up is visible (recorded on another day's machine: compare ratios, not these absolutes);
+- ``baseline`` (with ``--baseline-rev REV``): the parts alone and the bus run of commit REV, measured in
+  this run on this machine (a git worktree of REV on PYTHONPATH, ahead of the editable install), and
+  ``speedup_vs_baseline``.
 
 Every part runs with one torch thread, as `tamiyo train` runs its services.
 """
@@ -192,7 +196,7 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def over_bus(preset: Preset, frames: int, workdir: Path) -> dict[str, float]:
+def over_bus(preset: Preset, frames: int, workdir: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     from tamiyo.bus.broker import LocalBroker, free_port
 
     broker = LocalBroker(workdir / "broker")
@@ -202,7 +206,7 @@ def over_bus(preset: Preset, frames: int, workdir: Path) -> dict[str, float]:
         cmd = [sys.executable, "-m", "tamiyo.cli.main", "train", "--bootstrap", info.bootstrap, "--env", "host-sim",
                "--algo", "impala", "--preset", preset.name, "--frames", str(frames), "--out", str(workdir / "runs"),
                "--run-id", "bench", "--eval-tasks", "2"]  # fmt: skip
-        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
         broker_cpu = _proc_cpu_s(info.pid) - broker_cpu0
     finally:
         broker.down()
@@ -238,6 +242,28 @@ def over_bus(preset: Preset, frames: int, workdir: Path) -> dict[str, float]:
     }
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def baseline(rev: str, preset: Preset, frames: int, part_seconds: float, workdir: Path) -> dict[str, Any]:
+    """The parts alone and the bus run of commit ``rev``: its code from a git worktree, put on PYTHONPATH
+    (ahead of the editable install's import hook) for its own copy of this script and for `tamiyo train`."""
+    tree = workdir / "baseline"
+    git = ["git", "-C", str(ROOT)]
+    subprocess.run([*git, "worktree", "add", "--detach", str(tree), rev], check=True, capture_output=True)
+    try:
+        subprocess.run([sys.executable, "tools/package_tree.py"], cwd=tree, check=True, capture_output=True)
+        env = os.environ | {"PYTHONPATH": str(tree / "build" / "package-tree")}
+        script = [sys.executable, str(tree / "bench" / "pipeline.py"), "--preset", preset.name, "--no-bus"]
+        out = subprocess.run([*script, "--part-seconds", str(part_seconds)], env=env, check=True,
+                             capture_output=True, text=True).stdout  # fmt: skip
+        parts = json.loads(out.strip().splitlines()[-1])
+        result = {"rev": rev} | {k: v for k, v in parts.items() if k.endswith(("_per_s", "_per_frame"))}
+        return result | over_bus(preset, frames, workdir / "baseline-bus", env=env)
+    finally:
+        subprocess.run([*git, "worktree", "remove", "--force", str(tree)], capture_output=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="host-sim")
@@ -245,11 +271,15 @@ def main() -> None:
     ap.add_argument("--part-seconds", type=float, default=15.0, help="wall seconds for each part alone")
     ap.add_argument("--no-bus", action="store_true", help="only the parts alone (no broker)")
     ap.add_argument("--device", default="cpu", help="for the parts alone (the bus run uses the preset's cpu)")
+    ap.add_argument("--baseline-rev", help="also measure this commit (e.g. the landed main) in the same run")
     args = ap.parse_args()
     tune_allocator()
     torch.set_num_threads(1)
     preset = get_preset(args.preset)
     result: dict[str, Any] = {"preset": preset.name, "device": args.device, "shape": vars(preset.pipeline["impala"])}
+    if args.baseline_rev:
+        with tempfile.TemporaryDirectory() as tmp:
+            result["baseline"] = baseline(args.baseline_rev, preset, args.frames, args.part_seconds, Path(tmp))
     result |= actor_only(preset, args.part_seconds, args.device)
     result |= learner_only(preset, args.part_seconds, args.device)
     result |= in_process(preset, args.part_seconds, args.device)
@@ -263,6 +293,11 @@ def main() -> None:
         for k in ("bus_frames_per_s", "actor_only_frames_per_s", "learner_only_frames_per_s")
         if k in result
     }
+
+    if "baseline" in result:
+        keys = ("bus_frames_per_s", "inprocess_frames_per_s", "actor_only_frames_per_s", "learner_only_frames_per_s")
+        base = result["baseline"]
+        result["speedup_vs_baseline"] = {k: result[k] / base[k] for k in keys if k in result and base.get(k)}
 
     def rounded(value: Any) -> Any:
         if isinstance(value, float):
