@@ -84,7 +84,14 @@ class GroupBacklog:
             try:
                 if self._coordinator is None:
                     self._coordinator = await self._admin.find_coordinator(self.group)
-                return await self._admin.list_consumer_group_offsets(self.group, self._coordinator, partitions=tps)
+                offsets = await self._admin.list_consumer_group_offsets(self.group, self._coordinator, partitions=tps)
+                if set(offsets) >= set(tps) or attempt == attempts - 1:
+                    return offsets
+                # A coordinator that moved answers OffsetFetch v2+ with a top-level error and no partitions,
+                # which aiokafka returns as an empty result instead of raising: look it up again.
+                self._coordinator = None
+                await asyncio.sleep(0.2 * (attempt + 1))
+                continue
             except KafkaError as err:
                 self._coordinator = None  # it may have moved: look it up again
                 if not err.retriable or attempt == attempts - 1:

@@ -69,6 +69,8 @@ def graphs_from_proto(msg: pb.GraphState) -> PackedGraphs:
     g = int(msg.num_graphs)
     if g == 0 and not msg.nodes:
         raise InvalidFieldError("graph state holds no graphs")
+    if not msg.nodes:  # graphs of nothing: refused here (later code reads the graph count off a node type)
+        raise InvalidFieldError("graph state holds no node types")
     nodes, edges = list(msg.nodes), list(msg.edges)
     types = [b.node_type for b in nodes]
     if len(set(types)) != len(types):

@@ -7,7 +7,7 @@ heartbeats keep flowing during long updates).  The loop records the traces and m
 checkpoint when due, and hands what the core returns to a publisher task, which publishes it in update
 order (acks and snapshots acknowledged by the broker, telemetry best-effort), dead-letters a rejected batch
 and then commits the batch's offset (not the consumer's position, which is ahead by the prefetched
-records).  Publishing runs behind the training, at most PUBLISH_AHEAD updates behind: measured on the
+records).  Publishing runs behind the training, a few updates behind (PUBLISH_AHEAD): measured on the
 host-sim preset, a learner that awaited each ack, snapshot and commit before its next update ran at a
 third of its core's rate (92 ms of wall time per 32 x 20 batch against 34 ms of work).  With a
 checkpoint directory it commits only once a checkpoint holds the updates the offsets cover (every
@@ -62,7 +62,11 @@ async def publish(producer: AIOKafkaProducer, records: list[OutgoingRecord]) -> 
             instruments().records_out.add(1, {"topic": rec.topic})
 
 
-PUBLISH_AHEAD = 4  # updates whose records may wait to be published while the next ones train
+# Updates whose records may wait in the queue to be published while the next ones train (one more is being
+# published, and one more may have trained and wait for room).  If publishing fails, the run ends with its
+# error: what was still waiting is not published and its offsets stay uncommitted, so a `--resume`d learner
+# trains on those batches again (at-least-once learning, at most PUBLISH_AHEAD + 2 batches twice).
+PUBLISH_AHEAD = 4
 
 
 @dataclass
@@ -74,6 +78,22 @@ class _Published:
     records: list[OutgoingRecord]
     rejected: LeylineError | ValueError | None
     checkpointed: bool
+
+
+async def _put_unless_failed(
+    queue: asyncio.Queue[_Published | None], item: _Published | None, publisher: asyncio.Task
+) -> None:
+    """Put ``item`` in the publisher's queue; if the publisher ends first (it failed), raise its error: a full
+    queue that nobody takes from any more would otherwise hold the learner forever."""
+    putting = asyncio.ensure_future(queue.put(item))
+    await asyncio.wait({putting, publisher}, return_when=asyncio.FIRST_COMPLETED)
+    if not putting.done():
+        putting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await putting
+        publisher.result()  # raises the publisher's error
+        raise RuntimeError("the publisher stopped before the learner did")  # it only returns after None
+    putting.result()
 
 
 class _Committer:
@@ -162,7 +182,7 @@ class LearnerService:
                 if decoding:
                     seen_batch, last_batch = True, time.monotonic()
                     rec, future = decoding.popleft()
-                    await outgoing.put(await self._process(rec, await future))
+                    await _put_unless_failed(outgoing, await self._process(rec, await future), publisher)
                 elif (
                     seen_batch
                     and cfg.stop_when_idle_s is not None
@@ -170,7 +190,7 @@ class LearnerService:
                 ):
                     log.info("no batch for %.0fs: stopping", cfg.stop_when_idle_s)
                     break
-            await outgoing.put(None)
+            await _put_unless_failed(outgoing, None, publisher)
             await publisher  # everything trained on is published and its offsets are committed (or checkpoint-bound)
         finally:
             if not publisher.done():

@@ -179,5 +179,5 @@ class TamiyoGNN(nn.Module):
         first = cast(nn.Linear, first)
         h, w = nodes.shape[1], first.weight
         per_graph = F.linear(ctx, w[:, h:], first.bias).unsqueeze(1)  # [G, 1, H]
-        hidden = act(F.linear(nodes, w[:, :h]).view(ctx.shape[0], size, -1) + per_graph)
+        hidden = act(F.linear(nodes, w[:, :h]).view(ctx.shape[0], size, first.out_features) + per_graph)
         return last(hidden).view(ctx.shape[0], size)

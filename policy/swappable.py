@@ -27,7 +27,7 @@ class SwappablePolicy:
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._inner: ModelPolicy | None = None
-        self._own: tuple[TamiyoGNN, dict[str, torch.Tensor]] | None = None  # see _tensors
+        self._own: tuple[TamiyoGNN, int, dict[str, torch.Tensor]] | None = None  # see _tensors
         if model is not None:
             self.swap(model, version)
 
@@ -66,9 +66,13 @@ class SwappablePolicy:
     def _tensors(self, inner: ModelPolicy) -> dict[str, torch.Tensor]:
         """The network's parameters and buffers by state-dict name, sharing their storage (so copying into
         them updates the network); cached for the network they were taken from."""
-        if self._own is None or self._own[0] is not inner.model:
-            self._own = (inner.model, dict(inner.model.state_dict(keep_vars=False)))
-        return self._own[1]
+        model = inner.model
+        # Keyed on the storage too: converting the same network in place (.to(dtype), another device) gives
+        # its parameters new storage, and the cached tensors would then be orphans.
+        storage = next(model.parameters()).data_ptr()
+        if self._own is None or self._own[0] is not model or self._own[1] != storage:
+            self._own = (model, storage, dict(model.state_dict(keep_vars=False)))
+        return self._own[2]
 
     @property
     def model(self) -> TamiyoGNN | None:

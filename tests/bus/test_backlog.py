@@ -84,3 +84,36 @@ async def test_group_backlog_follows_produced_and_committed_offsets(kafka_settin
         await consumer.stop()
         await producer.stop()
         await backlog.stop()
+
+
+def test_a_coordinator_that_moved_is_looked_up_again():
+    """OffsetFetch v2+ from a coordinator that moved comes back as an empty result (aiokafka raises nothing):
+    the cached coordinator is dropped and looked up again instead of counting the topic from its start
+    (found in review)."""
+    from aiokafka import TopicPartition
+
+    from tamiyo.bus.backlog import GroupBacklog
+    from tamiyo.bus.clients import KafkaSettings
+
+    tps = [TopicPartition("t", 0), TopicPartition("t", 1)]
+
+    class MovingCoordinator:
+        def __init__(self) -> None:
+            self.lookups = 0
+            self.asked: list[int | None] = []
+
+        async def find_coordinator(self, group: str) -> int:
+            self.lookups += 1
+            return self.lookups  # a new node id after every lookup
+
+        async def list_consumer_group_offsets(self, group, coordinator, partitions):
+            self.asked.append(coordinator)
+            return {} if coordinator == 1 else {tp: object() for tp in partitions}
+
+    backlog = GroupBacklog(KafkaSettings("127.0.0.1:1"), "t", "g")
+    admin = MovingCoordinator()
+    backlog._admin = admin  # type: ignore[assignment]
+    offsets = asyncio.run(backlog._group_offsets(tps))
+    assert set(offsets) == set(tps) and admin.asked == [1, 2] and admin.lookups == 2
+    asyncio.run(backlog._group_offsets(tps))  # the found coordinator is kept
+    assert admin.lookups == 2 and admin.asked == [1, 2, 2]

@@ -26,8 +26,8 @@ def _array(buf: bytes, dtype: str, count: int) -> np.ndarray:
 def reference_decode(msg: pb.GraphState) -> PackedGraphs:
     """One block at a time, every check spelled out (the decoder before it was vectorised)."""
     g = int(msg.num_graphs)
-    if g == 0 and not msg.nodes:
-        raise InvalidFieldError("no graphs")
+    if not msg.nodes:
+        raise InvalidFieldError("no node types")
     feats: dict[str, np.ndarray] = {}
     node_counts: dict[str, np.ndarray] = {}
     for block in msg.nodes:
@@ -139,4 +139,11 @@ def test_one_hostile_field_is_refused_with_the_reference_error_type():
     index = np.frombuffer(msg.edges[-1].index, dtype="<i4").copy()
     index[0] = 11
     msg.edges[-1].index = index.tobytes()
+    assert _outcome(graphs_from_proto, msg) is InvalidFieldError is _outcome(reference_decode, msg)
+
+
+def test_graphs_without_node_types_are_refused():
+    """num_graphs > 0 with no node blocks was accepted, and reading the graph count later raised
+    StopIteration (found in review); it is refused at decode now."""
+    msg = pb.GraphState(schema_name="host-sim", num_graphs=3)
     assert _outcome(graphs_from_proto, msg) is InvalidFieldError is _outcome(reference_decode, msg)

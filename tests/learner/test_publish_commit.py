@@ -53,3 +53,41 @@ def test_with_checkpoints_nothing_is_committed_until_a_checkpoint_holds_it():
     asyncio.run(run())
     p0, p1 = TopicPartition("batches", 0), TopicPartition("batches", 1)
     assert consumer.commits == [{p0: 13, p1: 4}, {p0: 14}]
+
+
+def test_a_failed_publisher_ends_the_learner_instead_of_leaving_it_waiting_for_room():
+    """The queue is full and the publisher fails: putting the next update must raise the publisher's error,
+    not wait forever for room (found in review: the learner hung, still heartbeating, on a Kafka error)."""
+    from tamiyo.learner.service import _put_unless_failed
+
+    async def run() -> None:
+        queue: asyncio.Queue = asyncio.Queue(maxsize=1)
+        await queue.put("waiting")
+
+        async def failing_publisher() -> None:
+            await asyncio.sleep(0.05)
+            raise ConnectionError("broker away")
+
+        publisher = asyncio.create_task(failing_publisher())
+        try:
+            await asyncio.wait_for(_put_unless_failed(queue, "next", publisher), timeout=5)
+        except ConnectionError as err:
+            assert "broker away" in str(err)
+        else:
+            raise AssertionError("the failed publisher went unnoticed")
+        assert queue.qsize() == 1  # the update that could not be queued was not queued later either
+
+    asyncio.run(run())
+
+
+def test_an_update_is_queued_when_there_is_room():
+    from tamiyo.learner.service import _put_unless_failed
+
+    async def run() -> None:
+        queue: asyncio.Queue = asyncio.Queue(maxsize=2)
+        publisher = asyncio.create_task(asyncio.sleep(60))
+        await _put_unless_failed(queue, "a", publisher)
+        assert queue.get_nowait() == "a" and not publisher.done()
+        publisher.cancel()
+
+    asyncio.run(run())

@@ -89,6 +89,19 @@ def test_weights_copied_after_a_rebuild_go_into_the_new_network(env):
         assert torch.equal(got, want)
 
 
+def test_weights_land_in_a_network_converted_in_place_after_the_cache_was_filled(env):
+    """Converting the running network in place (here to float64) gives its parameters new storage: the
+    cached tensors must follow, or snapshots would be copied into orphans (found in review)."""
+    policy = SwappablePolicy(_model(1, env.schema), version=1)
+    policy.load_weights({k: v.clone() for k, v in _model(2, env.schema).state_dict().items()}, 2)  # cache filled
+    assert policy.model is not None
+    policy.model.double()
+    newest = _model(3, env.schema).state_dict()
+    policy.load_weights(newest, 3)
+    for name, tensor in policy.model.state_dict().items():
+        assert tensor.dtype == torch.float64 and torch.equal(tensor, newest[name].double()), name
+
+
 def test_older_or_equal_versions_are_ignored(env):
     sub = _subscriber(env.schema)
     graphs, _ = _graphs(env)
