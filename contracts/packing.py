@@ -27,10 +27,7 @@ def _le(arr: np.ndarray, dtype: np.dtype) -> bytes:
 
 
 def _from(buf: bytes, dtype: np.dtype, count: int, what: str) -> np.ndarray:
-    if len(buf) != count * dtype.itemsize:
-        raise InvalidFieldError(f"{what}: {len(buf)} bytes, expected {count} x {dtype.itemsize}")
-    # astype to the native dtype is free on little-endian machines and keeps dtype checks simple.
-    return np.frombuffer(buf, dtype=dtype, count=count).astype(dtype.newbyteorder("="), copy=False)
+    return _joined([buf], dtype, [count], [what])
 
 
 # ---------------------------------------------------------------- graphs
@@ -122,6 +119,7 @@ def _joined(buffers: list[bytes], dtype: np.dtype, counts: list[int], what: list
     for buf, count, name in zip(buffers, counts, what, strict=True):
         if len(buf) != count * dtype.itemsize:
             raise InvalidFieldError(f"{name}: {len(buf)} bytes, expected {count} x {dtype.itemsize}")
+    # astype to the native dtype is free on little-endian machines and keeps dtype checks simple.
     return np.frombuffer(b"".join(buffers), dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
 
 

@@ -82,7 +82,7 @@ class FusedSage:
         for r in self.relations:
             src, _, dst = r
             edges = edge_index[r].cpu().numpy()  # no copy on the CPU; the GPU path pays one small transfer
-            degree = np.bincount(edges[1], minlength=counts[dst]).clip(min=1)
+            degree = _degree(edges[1], counts[dst])
             sources.append(source_offset[src] + edges[0])
             targets.append(target_offset[dst] + edges[1] * self.width[dst] + self.slot[r])
             weights.append(1.0 / degree[edges[1]])
@@ -107,7 +107,7 @@ class FusedSage:
         for r in self.relations:
             targets = edge_index[r][1]
             n = int(x[r[2]].shape[0])
-            degree = np.bincount(targets.cpu().numpy(), minlength=n).clip(min=1)
+            degree = _degree(targets.cpu().numpy(), n)
             out[r] = torch.from_numpy(1.0 / degree[:, None]).to(device=targets.device, dtype=x[r[2]].dtype)
         return out
 
@@ -129,9 +129,7 @@ class FusedSage:
                 src, dst = edge_index[r][0], edge_index[r][1]
                 summed = own.new_zeros(own.shape).index_add_(0, dst, hs[r[0]].index_select(0, src))
                 parts.append(summed * inv_degrees[r])
-            root = torch.stack([sage[r].lin_r.weight for r in incoming]).sum(0)
-            weight = torch.cat([root, *(sage[r].lin_l.weight for r in incoming)], dim=1)  # [H_out, (1 + k) H_in]
-            bias = torch.stack([sage[r].lin_l.bias for r in incoming]).sum(0)
+            weight, bias = _grouped_weights(sage, incoming)
             result[t] = torch.addmm(bias, torch.cat(parts, dim=1), weight.t())
         return result
 
@@ -146,10 +144,24 @@ class FusedSage:
         result, start = {}, 0
         for t in self.receivers:
             n, incoming = plan.node_counts[t], self.incoming[t]
-            root = torch.stack([sage[r].lin_r.weight for r in incoming]).sum(0)
-            weight = torch.cat([root, *(sage[r].lin_l.weight for r in incoming)], dim=1)  # [H_out, (1 + k) H_in]
-            bias = torch.stack([sage[r].lin_l.bias for r in incoming]).sum(0)
+            weight, bias = _grouped_weights(sage, incoming)
             block = aggregated[start : start + n * self.width[t]].view(n, self.width[t] * hidden)
             result[t] = torch.addmm(bias, block, weight.t())
             start += n * self.width[t]
         return result
+
+
+def _degree(targets: np.ndarray, n: int) -> np.ndarray:
+    """In-degree of each of ``n`` target nodes, at least 1 (the mean of no messages is 0, not 0 / 0)."""
+    return np.bincount(targets, minlength=n).clip(min=1)
+
+
+def _grouped_weights(
+    sage: dict[RelationKey, SAGEConv], incoming: list[RelationKey]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight ``[sum_r W_r^r | W_l^r1 | ... | W_l^rk]`` ([H_out, (1 + k) H_in]) and the summed bias of the
+    relations into one node type: one matmul over ``[x_t | mean_r1 | ... | mean_rk]`` gives their sum."""
+    root = torch.stack([sage[r].lin_r.weight for r in incoming]).sum(0)
+    weight = torch.cat([root, *(sage[r].lin_l.weight for r in incoming)], dim=1)
+    bias = torch.stack([sage[r].lin_l.bias for r in incoming]).sum(0)
+    return weight, bias
