@@ -54,9 +54,15 @@ def make_env(name: str, seed: int = 0, **kw: Any) -> Env:
 
 def make_vec_env(name: str, seeds: Sequence[int], **kw: Any) -> VecEnv:
     """``len(seeds)`` envs of ``name`` stepped as one (env i's task stream from ``seeds[i]``, as `make_env`):
-    host-sim as arrays (`VecHostSim`, bit-identical to its scalar envs), the others through `SyncVecEnv`."""
+    host-sim as arrays (`VecHostSim`, bit-identical to its scalar envs), host-train with its host networks
+    trained as one batch (`VecHostTrain`: the same tasks and lifecycle, training equal to float rounding),
+    the others through `SyncVecEnv`."""
     if host_env_base(name) == "host-sim":
         from tamiyo.producers.vec_host_sim import VecHostSim
 
         return VecHostSim(len(seeds), seeds, config=_host_config(kw), params=_sim_params(name))
+    if name == "host-train":
+        from tamiyo.producers.vec_host_train import VecHostTrain
+
+        return VecHostTrain(len(seeds), seeds, config=_host_config(kw))
     return SyncVecEnv([make_env(name, seed=s, **kw) for s in seeds])

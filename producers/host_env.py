@@ -22,6 +22,7 @@ SeedSlot, ...) stay importable from this module.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,17 @@ from tamiyo.producers.host_features import HostFeatures
 from tamiyo.producers.host_masks import joint_action_mask, mask_allows
 from tamiyo.producers.seed_slots import SeedSlot, Stage
 
-__all__ = ["EpochStats", "HostBackend", "HostConfig", "HostEnv", "HostShape", "SeedSlot", "Stage"]
+__all__ = ["EpochPlan", "EpochStats", "HostBackend", "HostConfig", "HostEnv", "HostShape", "SeedSlot", "Stage"]
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """What one step asks the backend to train: the LR, each slot's output weight and whether its seed learns."""
+
+    lr: float
+    alphas: list[float]
+    trains: list[bool]
+    held: int  # seed parameters held during the epoch (the rent's base)
 
 
 class HostEnv:
@@ -81,10 +92,18 @@ class HostEnv:
     # ------------------------------------------------------------------ Env protocol
 
     def reset(self, seed: int | None = None) -> Observation:
+        rng, task_seed = self.task_rng(seed)
+        shape, stats = self.backend.new_task(rng)
+        return self.start_episode(task_seed, shape, stats)
+
+    def task_rng(self, seed: int | None = None) -> tuple[np.random.Generator, int]:
+        """The task RNG of the next episode and its task seed (``reset``'s first half)."""
         # Without a seed: a fresh task per episode, reproducible from the constructor seed.
         task_seed = int(self._seed_stream.spawn(1)[0].generate_state(1)[0]) if seed is None else int(seed)
-        rng = np.random.default_rng([SPLIT_CODES[self.config.split], task_seed])
-        shape, stats = self.backend.new_task(rng)
+        return np.random.default_rng([SPLIT_CODES[self.config.split], task_seed]), task_seed
+
+    def start_episode(self, task_seed: int, shape: HostShape, stats: EpochStats) -> Observation:
+        """Start the episode on the task the backend drew (``reset``'s second half)."""
         costs = seed_slots.seed_costs(shape, self.blueprints, self.num_slots)
         budget_total = int(self.config.param_budget * shape.base_params)
         self._ep = Episode.start(shape, stats, self.num_slots, costs, budget_total)
@@ -94,18 +113,31 @@ class HostEnv:
         return self._obs
 
     def step(self, action: np.ndarray) -> StepResult:
+        epoch = self.begin_epoch(action)
+        stats = self.backend.train_epoch(epoch.lr, epoch.alphas, epoch.trains)
+        return self.finish_epoch(epoch, stats)
+
+    def begin_epoch(self, action: np.ndarray) -> EpochPlan:
+        """Apply ``action`` and ramp the alphas: what the backend must train next (``step``'s first half;
+        a batched backend trains many envs' epochs in one call between the halves)."""
         ep = self._require_live()
         op, slot, bp = map(int, np.asarray(action).ravel()[:3].tolist())
         if not self._allowed_now(op, slot, bp):
             raise ValueError(f"action {OPS[op] if 0 <= op < NUM_OPS else op}({slot}, {bp}) is masked out")
-        cfg = self.config
         self._apply(ep, op, slot, bp)
-        seed_slots.ramp_alphas(ep.slots, cfg.blend_epochs)
-        alphas = [s.alpha for s in ep.slots]
-        trains = [s.stage in lc.LEARNING for s in ep.slots]
-        held = ep.added_params()  # rent is charged on what the seeds hold during the epoch
-        stats = self.backend.train_epoch(ep.lr, alphas, trains)
-        reward, rent = ep.close_epoch(stats, held, cfg.rent_rate)
+        seed_slots.ramp_alphas(ep.slots, self.config.blend_epochs)
+        return EpochPlan(
+            lr=ep.lr,
+            alphas=[s.alpha for s in ep.slots],
+            trains=[s.stage in lc.LEARNING for s in ep.slots],
+            held=ep.added_params(),  # rent is charged on what the seeds hold during the epoch
+        )
+
+    def finish_epoch(self, epoch: EpochPlan, stats: EpochStats) -> StepResult:
+        """Book the trained epoch: reward, lifecycle clock, next observation (``step``'s second half)."""
+        ep = self._require_live()
+        cfg = self.config
+        reward, rent = ep.close_epoch(stats, epoch.held, cfg.rent_rate)
         seed_slots.end_epoch(ep.slots, cfg.embargo_epochs)
         ep.done = ep.epoch >= cfg.epoch_budget
         self._obs = self._observe()
@@ -116,7 +148,7 @@ class HostEnv:
             "rent": rent,
             "rent_total": ep.rent_total,
             "initial_acc": ep.initial_acc,
-            "added_params": held,
+            "added_params": epoch.held,
         }
         return StepResult(self._obs, float(reward), ep.done, False, info)
 

@@ -15,6 +15,10 @@ from functools import lru_cache
 import numpy as np
 from sklearn.datasets import load_digits, make_classification
 
+# The largest task draw_task makes (load_digits: 64 features, 10 classes, 1,797 samples; synthetic tasks are
+# smaller): what batched hosts pad to.
+MAX_FEATURES, MAX_CLASSES, MAX_SAMPLES = 64, 10, 1797
+
 
 @dataclass(frozen=True)
 class Task:

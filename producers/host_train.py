@@ -34,6 +34,7 @@ from tamiyo.producers.host_tasks import Task, draw_task
 from tamiyo.producers.seed_modules import _init_linear, build_seed
 
 INITIAL_LR = 0.01  # Adam
+MAX_GRAD_NORM = 5.0  # the host's and each seed's gradients are clipped to this norm, each on its own
 Isolated = tuple[float, torch.Tensor]  # (weight 1 − α, logits of the seed's isolated path)
 
 
@@ -165,12 +166,12 @@ class TorchHost:
                 total = total + weight * F.cross_entropy(iso_logits, target)
             total.backward()
             # Clipping keeps high-LR runs from diverging outright; the norm itself is a feature.
-            grad_norms.append(float(nn.utils.clip_grad_norm_(model.layers.parameters(), 5.0)))
+            grad_norms.append(float(nn.utils.clip_grad_norm_(model.layers.parameters(), MAX_GRAD_NORM)))
             for j, layer in enumerate(model.linears):
                 layer_grad[j] += _rms(layer.weight.grad)
             for i, seed in enumerate(model.seeds):
                 if seed is not None and trains[i]:
-                    nn.utils.clip_grad_norm_(seed.parameters(), 5.0)
+                    nn.utils.clip_grad_norm_(seed.parameters(), MAX_GRAD_NORM)
                     seed_grad[i] += _rms_params(seed)
             for opt in opts:
                 opt.step()
@@ -221,22 +222,27 @@ class TorchHost:
         weight_rms = [_rms(layer.weight.detach()) for layer in model.linears]
         return EpochStats(
             val_acc=acc,
-            val_loss=val_loss if math.isfinite(val_loss) else 1e3,
-            train_loss=train_loss if math.isfinite(train_loss) else 1e3,
-            loss_variance=loss_variance if math.isfinite(loss_variance) else 1e3,
-            grad_norm=grad_norm if math.isfinite(grad_norm) else 1e3,
-            layer_weight_rms=_finite(weight_rms),
-            layer_grad_rms=_finite(layer_grad),
-            layer_dead_fraction=_finite([*dead, 0.0]),
-            slot_pressure=_finite(pressure),
-            seed_grad_rms=_finite(seed_grad),
-            seed_blend_gain=_finite(blend_gain),
+            val_loss=finite_or_cap(val_loss),
+            train_loss=finite_or_cap(train_loss),
+            loss_variance=finite_or_cap(loss_variance),
+            grad_norm=finite_or_cap(grad_norm),
+            layer_weight_rms=finite(weight_rms),
+            layer_grad_rms=finite(layer_grad),
+            layer_dead_fraction=finite([*dead, 0.0]),
+            slot_pressure=finite(pressure),
+            seed_grad_rms=finite(seed_grad),
+            seed_blend_gain=finite(blend_gain),
         )
 
 
-def _finite(values: object) -> np.ndarray:
+def finite(values: object) -> np.ndarray:
     """A diverged run (LR pushed too high) must still give a valid observation."""
     return np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0, posinf=1e3, neginf=-1e3)
+
+
+def finite_or_cap(value: float) -> float:
+    """A loss or norm of a diverged run, as the observation takes it."""
+    return value if math.isfinite(value) else 1e3
 
 
 def _rms(t: torch.Tensor | None) -> float:
