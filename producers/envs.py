@@ -55,7 +55,7 @@ def make_env(name: str, seed: int = 0, **kw: Any) -> Env:
 def make_vec_env(name: str, seeds: Sequence[int], **kw: Any) -> VecEnv:
     """``len(seeds)`` envs of ``name`` stepped as one (env i's task stream from ``seeds[i]``, as `make_env`):
     host-sim as arrays (`VecHostSim`, bit-identical to its scalar envs), host-train with its host networks
-    trained as one batch (`VecHostTrain`: the same tasks and lifecycle, training equal to float rounding),
+    trained as one batch (`VecHostTrain`: the same tasks and lifecycle, each epoch as `TorchHost`'s to rounding),
     the others through `SyncVecEnv`."""
     if host_env_base(name) == "host-sim":
         from tamiyo.producers.vec_host_sim import VecHostSim

@@ -4,8 +4,9 @@ Each env is a `HostEnv` shell (lifecycle, masks, reward, observation: cheap Pyth
 host i of one shared `BatchedHosts`.  A step runs every shell's first half (`HostEnv.begin_epoch`:
 the action, the alpha ramp), trains all N hosts' epochs in one batched call, then every shell's
 second half (`HostEnv.finish_epoch`); the envs whose episode ended load their next task and are
-measured together.  Env i draws exactly what ``make_env("host-train", seed=seeds[i])`` draws, so
-the two agree to float rounding (tests/producers/test_vec_host_train.py).
+measured together.  Env i draws exactly what ``make_env("host-train", seed=seeds[i])`` draws (tasks,
+weights, minibatch orders) and trains as `TorchHost` does, to float rounding per epoch
+(tests/producers/test_vec_host_train.py).
 """
 
 from __future__ import annotations
