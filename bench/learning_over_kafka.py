@@ -3,6 +3,7 @@
     python bench/learning_over_kafka.py --proof ppo-cartpole --seeds 3      # 20-ep mean >= 450 within 200k frames
     python bench/learning_over_kafka.py --proof impala-cartpole --seeds 3   # >= 400 within 500k frames
     python bench/learning_over_kafka.py --proof impala-host-sim --seeds 5 --tasks 300  # beats heuristic (1.5M frames)
+    python bench/learning_over_kafka.py --proof sim-to-real --seeds 3 --tasks 50   # host-sim, then host-train
 
 Each run is the same `tamiyo train` command the slow tests run (tests/services/
 test_learning_over_kafka.py runs one fixed seed each with the CI budget).  The
@@ -10,6 +11,12 @@ CartPole proofs read the windowed return from the run's trajectories topic
 (runs/<id>/returns.json) and report the env-frame count at which the target was
 first reached.  The host-sim proof evaluates the final snapshot with `tamiyo
 eval` on held-out tasks next to the heuristic (same tasks: a paired comparison).
+
+The sim-to-real proof is the phased recipe: pre-train on host-sim through Kafka
+(the impala-host-sim run), then fine-tune on host-train through Kafka from that
+policy (`--init-from`, the host-sim preset's network and pipeline, --real-lr,
+--real-frames), then evaluate greedily on held-out host-train tasks the fine-tuned
+policy, the host-sim-only policy, `heuristic` and `none`, paired by task.
 
 Without --bootstrap a local broker is started in --data-dir and stopped at the end.
 """
@@ -35,11 +42,15 @@ PROOFS: dict[str, tuple[list[str], float | None, int | None]] = {
     "ppo-cartpole": (["--env", "gym:CartPole-v1", "--algo", "ppo", "--preset", "cartpole"], 450.0, 200_000),
     "impala-cartpole": (["--env", "gym:CartPole-v1", "--algo", "impala", "--preset", "cartpole"], 400.0, 500_000),
     "impala-host-sim": (["--env", "host-sim", "--algo", "impala", "--preset", "host-sim"], None, 1_500_000),
+    # The fine-tune stage (its budget: --real-frames); the pre-training stage is impala-host-sim.
+    "sim-to-real": (["--env", "host-train", "--algo", "impala", "--preset", "host-sim"], None, 200_000),
 }
 
 
-def train(proof: str, seed: int, out: Path, bootstrap: str, minutes: float | None, extra: list[str]) -> dict:
+def train(proof: str, seed: int, out: Path, bootstrap: str, minutes: float | None, extra: list[str],
+          budget_override: int | None = None) -> dict:  # fmt: skip
     args, target, budget = PROOFS[proof]
+    budget = budget_override or budget
     run_id = f"bench-{proof}-s{seed}-{int(time.time())}"
     cmd = [*TAMIYO, "train", *args, "--bootstrap", bootstrap, "--seed", str(seed), "--out", str(out),
            "--run-id", run_id, "--torch-threads", "1", "--eval-tasks", "2"]  # fmt: skip
@@ -68,8 +79,8 @@ def train(proof: str, seed: int, out: Path, bootstrap: str, minutes: float | Non
     return result
 
 
-def evaluate(controller: str, tasks: int, seed: int) -> dict:
-    cmd = [*TAMIYO, "eval", "--controller", controller, "--env", "host-sim", "--tasks", str(tasks), "--seed", str(seed)]
+def evaluate(controller: str, tasks: int, seed: int, env: str = "host-sim") -> dict:
+    cmd = [*TAMIYO, "eval", "--controller", controller, "--env", env, "--tasks", str(tasks), "--seed", str(seed)]
     # One torch thread: on a small machine the default threads spin against each other (~6x slower).
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
     return json.loads(proc.stdout)
@@ -80,6 +91,25 @@ def paired_difference(a: dict, b: dict) -> dict:
 
     mean, lo, hi = paired(a, b)
     return {"mean": mean, "ci95": [lo, hi], "tasks": len(a["per_task"])}
+
+
+def sim_to_real(seed: int, out: Path, bootstrap: str, args: argparse.Namespace) -> dict:
+    """Pre-train on host-sim, fine-tune on host-train from it, evaluate both and the baselines, paired."""
+    sim = train("impala-host-sim", seed, out, bootstrap, None, [], args.sim_frames)
+    extra = ["--init-from", sim["policy"], "--lr", str(args.real_lr), *args.train_args]
+    real = train("sim-to-real", seed, out, bootstrap, args.minutes, extra, args.real_frames)
+    evals = {name: evaluate(policy, args.tasks, args.eval_seed, env="host-train")
+             for name, policy in (("sim_real", real["policy"]), ("sim_only", sim["policy"]),
+                                  ("heuristic", "heuristic"), ("none", "none"))}  # fmt: skip
+    pairs = {f"{a}_minus_{b}": paired_difference(evals[a], evals[b])
+             for a, b in (("sim_real", "heuristic"), ("sim_real", "none"), ("sim_real", "sim_only"),
+                          ("sim_only", "heuristic"), ("sim_only", "none"), ("heuristic", "none"))}  # fmt: skip
+    passed = all(pairs[k]["ci95"][0] > 0 for k in ("sim_real_minus_heuristic", "sim_real_minus_none"))
+    return {"seed": seed, "sim": {k: v for k, v in sim.items() if k != "curve"}, "real": real,
+            "wall_s": round(sim["wall_s"] + real["wall_s"], 1),
+            "eval": {"tasks": args.tasks, "seed": args.eval_seed, "env": "host-train",
+                     **{k: summarize_eval(v) for k, v in evals.items()}, **pairs},
+            "passed": passed}  # fmt: skip
 
 
 def summarize_eval(r: dict) -> dict:
@@ -96,8 +126,12 @@ def save_png(results: list[dict], proof: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     evaluated = [r for r in results if "eval" in r]
     if evaluated:  # host-sim: the paired differences on held-out tasks, one pair of bars per seed
-        for offset, (name, color) in enumerate((("policy_minus_heuristic", "C0"), ("policy_minus_none", "C1"))):
-            xs = [r["seed"] + 0.15 * (2 * offset - 1) for r in evaluated]
+        names = ["policy_minus_heuristic", "policy_minus_none"]
+        if proof == "sim-to-real":
+            names = ["sim_real_minus_heuristic", "sim_real_minus_none", "sim_real_minus_sim_only"]
+        for offset, name in enumerate(names):
+            color = f"C{offset}"
+            xs = [r["seed"] + 0.3 * (offset - (len(names) - 1) / 2) for r in evaluated]
             means = [r["eval"][name]["mean"] for r in evaluated]
             lows = [m - r["eval"][name]["ci95"][0] for m, r in zip(means, evaluated, strict=True)]
             highs = [r["eval"][name]["ci95"][1] - m for m, r in zip(means, evaluated, strict=True)]
@@ -138,7 +172,10 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3, help="how many seeds: --first-seed .. --first-seed + N - 1")
     ap.add_argument("--first-seed", type=int, default=1)
     ap.add_argument("--minutes", type=float, default=None, help="wall budget per run (besides the frame budget)")
-    ap.add_argument("--tasks", type=int, default=100, help="host-sim: held-out evaluation tasks")
+    ap.add_argument("--tasks", type=int, default=100, help="host-sim / sim-to-real: held-out evaluation tasks")
+    ap.add_argument("--sim-frames", type=int, default=None, help="sim-to-real: pre-training frames (1.5M)")
+    ap.add_argument("--real-frames", type=int, default=None, help="sim-to-real: host-train fine-tune frames (200k)")
+    ap.add_argument("--real-lr", type=float, default=5e-4, help="sim-to-real: the fine-tune's learning rate")
     ap.add_argument("--eval-seed", type=int, default=12345)
     ap.add_argument("--bootstrap", default=None, help="an existing broker (default: start one)")
     ap.add_argument("--data-dir", default=None, help="local broker data dir (default: a temp dir)")
@@ -159,6 +196,11 @@ def main() -> None:
     results = []
     try:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
+            if args.proof == "sim-to-real":
+                r = sim_to_real(seed, out, bootstrap, args)
+                print(json.dumps(r), file=sys.stderr, flush=True)
+                results.append(r)
+                continue
             r = train(args.proof, seed, out, bootstrap, args.minutes, args.train_args)
             if args.proof == "impala-host-sim":
                 policy = evaluate(r["policy"], args.tasks, args.eval_seed)

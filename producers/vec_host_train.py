@@ -77,6 +77,10 @@ class VecHostTrain:
 
     def step(self, actions: np.ndarray) -> VecStepResult:
         n, s = self.num_envs, self.config.num_slots
+        for i, env in enumerate(self.envs):  # refuse a bad batch before any env has applied its action
+            op, slot, bp = map(int, np.asarray(actions[i]).ravel()[:3].tolist())
+            if not env.is_allowed(op, slot, bp):
+                raise ValueError(f"env {i}: action ({op}, {slot}, {bp}) is masked out")
         plans = [env.begin_epoch(actions[i]) for i, env in enumerate(self.envs)]
         lrs = np.array([p.lr for p in plans])
         alphas = np.array([p.alphas for p in plans], dtype=np.float64).reshape(n, s)

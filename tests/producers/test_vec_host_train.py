@@ -207,3 +207,16 @@ def test_host_slot_is_a_backend_that_trains_only_its_host() -> None:
     assert stats.seed_grad_rms[0] > 0 and stats.val_acc > 0
     slots[1].remove(0)
     assert not batched.present[1].any() and not batched.real[1, batched.layout.bounds[1][0] :].any()
+
+
+def test_a_masked_out_action_is_refused_before_any_env_applies_its_own() -> None:
+    vec = VecHostTrain(2, [0, 1], HostConfig(epoch_budget=4))
+    obs = vec.reset()
+    lr_up, cull = [4, 0, 0], [3, 0, 0]  # CULL with no seed planted is masked out
+    assert obs.action_masks.reshape(2, 6, -1)[0, 4].any() and not obs.action_masks.reshape(2, 6, -1)[1, 3].any()
+    lrs = [e.lr for e in vec.envs]
+    with pytest.raises(ValueError, match="env 1"):
+        vec.step(np.array([lr_up, cull]))
+    assert [e.lr for e in vec.envs] == lrs  # env 0's LR step was not applied either
+    assert vec.step(np.array([lr_up, [0, 0, 0]])).rewards.shape == (2,)
+    assert vec.envs[0].lr == 2 * lrs[0]
