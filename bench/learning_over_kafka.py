@@ -101,15 +101,29 @@ def sim_to_real(seed: int, out: Path, bootstrap: str, args: argparse.Namespace) 
     evals = {name: evaluate(policy, args.tasks, args.eval_seed, env="host-train")
              for name, policy in (("sim_real", real["policy"]), ("sim_only", sim["policy"]),
                                   ("heuristic", "heuristic"), ("none", "none"))}  # fmt: skip
+    evals["tuned"] = evaluate_tuned(args.tasks, args.eval_seed)
     pairs = {f"{a}_minus_{b}": paired_difference(evals[a], evals[b])
              for a, b in (("sim_real", "heuristic"), ("sim_real", "none"), ("sim_real", "sim_only"),
-                          ("sim_only", "heuristic"), ("sim_only", "none"), ("heuristic", "none"))}  # fmt: skip
+                          ("sim_only", "heuristic"), ("sim_only", "none"), ("heuristic", "none"),
+                          ("tuned", "none"), ("sim_real", "tuned"))}  # fmt: skip
     passed = all(pairs[k]["ci95"][0] > 0 for k in ("sim_real_minus_heuristic", "sim_real_minus_none"))
+    headroom = pairs["tuned_minus_none"]["mean"]
     return {"seed": seed, "sim": {k: v for k, v in sim.items() if k != "curve"}, "real": real,
             "wall_s": round(sim["wall_s"] + real["wall_s"], 1),
             "eval": {"tasks": args.tasks, "seed": args.eval_seed, "env": "host-train",
-                     **{k: summarize_eval(v) for k, v in evals.items()}, **pairs},
+                     **{k: summarize_eval(v) for k, v in evals.items()}, **pairs,
+                     # the share of the tuned schedule's gain over `none` that the fine-tuned policy gets
+                     "share_of_tuned_headroom": pairs["sim_real_minus_none"]["mean"] / headroom if headroom else None},
             "passed": passed}  # fmt: skip
+
+
+def evaluate_tuned(tasks: int, seed: int) -> dict:
+    """The best `tuned` schedule of bench/headroom.py (its knobs from the recorded result) on host-train."""
+    from tamiyo.producers.controllers import TunedController
+    from tamiyo.producers.evaluate import evaluate as evaluate_controller
+
+    best = json.loads((Path(__file__).parent / "results" / "headroom_host_train.json").read_text())["best"]
+    return evaluate_controller(TunedController(**best), "host-train", tasks, seed)
 
 
 def summarize_eval(r: dict) -> dict:
