@@ -30,7 +30,6 @@ its epoch sits out the extra ones (masked Adam); so does a host that is not ``ac
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -40,12 +39,11 @@ import torch.nn.functional as F
 
 from tamiyo.producers.blueprints import CATALOG, Blueprint
 from tamiyo.producers.host_backend import EpochStats, HostShape
-from tamiyo.producers.host_tasks import MAX_CLASSES, MAX_FEATURES, MAX_SAMPLES, Task, draw_task
-from tamiyo.producers.host_train import INITIAL_LR, MAX_GRAD_NORM, HostMLP, finite, finite_or_cap
+from tamiyo.producers.host_tasks import MAX_CLASSES, MAX_FEATURES, MAX_SAMPLES, TRAIN_FRACTION, Task, draw_task
+from tamiyo.producers.host_train import MAX_GRAD_NORM, HostMLP, finite, finite_or_cap, host_shape
 from tamiyo.producers.seed_modules import LowRankSeed, ResidualMLPSeed, build_seed
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults, as TorchHost uses them
-TRAIN_FRACTION = 0.75  # host_tasks.draw_task's split
 
 
 @dataclass(frozen=True)
@@ -140,9 +138,9 @@ class _Weights:
 class _Pass:
     """One forward pass over a batch of samples of every host."""
 
-    logits: torch.Tensor  # [N, n, K], padded classes at -inf
-    slot_out: list[torch.Tensor]  # [N, n, width] per slot
-    deltas: list[torch.Tensor | None]  # the seed's output per slot (None: no host has a seed there)
+    logits: torch.Tensor  # [N, K, n] (feature-major), padded classes at -inf
+    slot_out: list[torch.Tensor]  # [N, width, n] per slot
+    deltas: list[torch.Tensor | None]  # probe only: each planted seed's output per slot (None: none planted)
     hidden: list[torch.Tensor]  # the ReLU outputs before the seeds
     isolated: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # learning seeds' isolated paths:
     # (hosts [M], their weights 1 − α [M], their logits [M, K, n])
@@ -216,9 +214,7 @@ class BatchedHosts:
         self.n_train[i] = len(task.y_train)
         self.n_val[i] = len(task.y_val)
         self.classes[i] = torch.arange(MAX_CLASSES) < k
-        dims = [d, *([self.width] * self.num_slots), k]
-        base = sum(a * b + b for a, b in itertools.pairwise(dims))
-        return HostShape(tuple(dims[:-1]), tuple(dims[1:]), self.width, base, k, INITIAL_LR)
+        return host_shape(model, self.width)
 
     def plant(self, i: int, slot: int, blueprint: Blueprint) -> None:
         """A fresh seed at host i's ``slot`` (its own Adam state from step 0), as `TorchHost.plant`."""
@@ -447,8 +443,8 @@ class BatchedHosts:
         loss = self._losses(out.logits, self.y_val, rows, self.n_val)
         grads = torch.autograd.grad(loss.sum(), out.slot_out)
         with torch.no_grad():
-            units = (self.n_val * self.width)[:, None]
-            pressure = torch.stack([(g.square().sum(dim=(1, 2)) / units[:, 0]).sqrt() for g in grads], dim=1)
+            units = self.n_val * self.width
+            pressure = torch.stack([(g.square().sum(dim=(1, 2)) / units).sqrt() for g in grads], dim=1)
             gain = torch.zeros(n, self.num_slots)
             for s, (g, delta) in enumerate(zip(grads, out.deltas, strict=True)):
                 if delta is not None:

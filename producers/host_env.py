@@ -121,9 +121,7 @@ class HostEnv:
         """Apply ``action`` and ramp the alphas: what the backend must train next (``step``'s first half;
         a batched backend trains many envs' epochs in one call between the halves)."""
         ep = self._require_live()
-        op, slot, bp = map(int, np.asarray(action).ravel()[:3].tolist())
-        if not self._allowed_now(op, slot, bp):
-            raise ValueError(f"action {OPS[op] if 0 <= op < NUM_OPS else op}({slot}, {bp}) is masked out")
+        op, slot, bp = self.check_action(action)
         self._apply(ep, op, slot, bp)
         seed_slots.ramp_alphas(ep.slots, self.config.blend_epochs)
         return EpochPlan(
@@ -132,6 +130,13 @@ class HostEnv:
             trains=[s.stage in lc.LEARNING for s in ep.slots],
             held=ep.added_params(),  # rent is charged on what the seeds hold during the epoch
         )
+
+    def check_action(self, action: np.ndarray) -> tuple[int, int, int]:
+        """(op, slot, blueprint) of ``action``; ValueError if the current observation's mask forbids it."""
+        op, slot, bp = map(int, np.asarray(action).ravel()[:3].tolist())
+        if not self._allowed_now(op, slot, bp):
+            raise ValueError(f"action {OPS[op] if 0 <= op < NUM_OPS else op}({slot}, {bp}) is masked out")
+        return op, slot, bp
 
     def finish_epoch(self, epoch: EpochPlan, stats: EpochStats) -> StepResult:
         """Book the trained epoch: reward, lifecycle clock, next observation (``step``'s second half)."""

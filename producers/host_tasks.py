@@ -18,6 +18,7 @@ from sklearn.datasets import load_digits, make_classification
 # The largest task draw_task makes (load_digits: 64 features, 10 classes, 1,797 samples; synthetic tasks are
 # smaller): what batched hosts pad to.
 MAX_FEATURES, MAX_CLASSES, MAX_SAMPLES = 64, 10, 1797
+TRAIN_FRACTION = 0.75  # of a task's samples; the rest is its validation set
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def _synthetic_task(rng: np.random.Generator) -> tuple[str, np.ndarray, np.ndarr
 def draw_task(rng: np.random.Generator, digits_fraction: float = 0.3) -> Task:
     name, x, y = _digits_task(rng) if rng.random() < digits_fraction else _synthetic_task(rng)
     order = rng.permutation(len(y))
-    n_train = int(0.75 * len(y))
+    n_train = int(TRAIN_FRACTION * len(y))
     tr, va = order[:n_train], order[n_train:]
     mean, std = x[tr].mean(axis=0), x[tr].std(axis=0) + 1e-6
     x = ((x - mean) / std).astype(np.float32)

@@ -97,6 +97,14 @@ class HostMLP(nn.Module):
         return h
 
 
+def host_shape(model: HostMLP, width: int) -> HostShape:
+    """The `HostShape` of a freshly built host network (its seeds are not part of the base)."""
+    base = sum(p.numel() for p in model.layers.parameters())
+    fan_in = tuple(layer.in_features for layer in model.linears)
+    fan_out = tuple(layer.out_features for layer in model.linears)
+    return HostShape(fan_in, fan_out, width, base, fan_out[-1], INITIAL_LR)
+
+
 class TorchHost:
     """The `HostBackend` of host-train."""
 
@@ -120,9 +128,7 @@ class TorchHost:
         self.opt = torch.optim.Adam(self.model.layers.parameters(), lr=INITIAL_LR)
         self.seed_opts: list[torch.optim.Optimizer | None] = [None] * self.num_slots
         self.epoch = 0
-        base = sum(p.numel() for p in self.model.layers.parameters())
-        dims = [t.x_train.shape[1], *([self.width] * self.num_slots), t.num_classes]
-        shape = HostShape(tuple(dims[:-1]), tuple(dims[1:]), self.width, base, t.num_classes, INITIAL_LR)
+        shape = host_shape(self.model, self.width)
         zeros = [0.0] * self.num_slots
         with torch.no_grad():
             logits, *_ = self.model(self.xt, zeros, [False] * self.num_slots)

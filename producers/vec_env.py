@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from tamiyo.contracts.graph import GraphSchema, PackedGraphs
-from tamiyo.producers.env_api import Env
+from tamiyo.producers.env_api import Env, Observation
 
 
 @dataclass
@@ -95,7 +95,12 @@ class SyncVecEnv:
         return VecStepResult(self._batch(), rewards, terminated, truncated, final_graphs, infos)
 
     def _batch(self) -> VecObservation:
-        obs = self._observations
-        return VecObservation(
-            graphs=PackedGraphs.concat([o.graph for o in obs]), action_masks=np.stack([o.action_mask for o in obs])
-        )
+        return batch_observations(self._observations)
+
+
+def batch_observations(observations: Sequence[Observation]) -> VecObservation:
+    """N scalar envs' observations as one: their graphs packed in env order, their masks stacked."""
+    return VecObservation(
+        graphs=PackedGraphs.concat([o.graph for o in observations]),
+        action_masks=np.stack([o.action_mask for o in observations]),
+    )

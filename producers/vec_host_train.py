@@ -22,7 +22,7 @@ from tamiyo.producers.blueprints import CATALOG, Blueprint
 from tamiyo.producers.env_api import Observation
 from tamiyo.producers.host_backend import EpochStats, HostConfig, HostShape
 from tamiyo.producers.host_env import HostEnv
-from tamiyo.producers.vec_env import VecObservation, VecStepResult
+from tamiyo.producers.vec_env import VecObservation, VecStepResult, batch_observations
 
 
 class HostSlot:
@@ -78,9 +78,10 @@ class VecHostTrain:
     def step(self, actions: np.ndarray) -> VecStepResult:
         n, s = self.num_envs, self.config.num_slots
         for i, env in enumerate(self.envs):  # refuse a bad batch before any env has applied its action
-            op, slot, bp = map(int, np.asarray(actions[i]).ravel()[:3].tolist())
-            if not env.is_allowed(op, slot, bp):
-                raise ValueError(f"env {i}: action ({op}, {slot}, {bp}) is masked out")
+            try:
+                env.check_action(actions[i])
+            except ValueError as err:
+                raise ValueError(f"env {i}: {err}") from err
         plans = [env.begin_epoch(actions[i]) for i, env in enumerate(self.envs)]
         lrs = np.array([p.lr for p in plans])
         alphas = np.array([p.alphas for p in plans], dtype=np.float64).reshape(n, s)
@@ -121,6 +122,4 @@ class VecHostTrain:
         obs = [o for o in self._observations if o is not None]
         if len(obs) != self.num_envs:
             raise RuntimeError("call reset() first")
-        return VecObservation(
-            graphs=PackedGraphs.concat([o.graph for o in obs]), action_masks=np.stack([o.action_mask for o in obs])
-        )
+        return batch_observations(obs)
