@@ -17,8 +17,11 @@ of minibatch rows (~1 ms) became one index_select (~80 us); log_softmax over a l
 (~1 ms) runs over dim 1 of feature-major [N, K, n] (~75 us); torch.where, slow on this CPU (~1.1 ms
 on [64, 4202]), is avoided in the hot path; each view of one [N, P] leaf made autograd zero-fill an
 [N, P] gradient, so each tensor is its own leaf (`_Weights`); seed passes run only over the hosts
-that need them.  From 130 to ~600-900 env steps/s at 64-256 hosts; the rest is mostly the padded
-matmuls.
+that need them.  From 130 to ~600-900 env steps/s at 64-256 hosts.  Then, with seeds in ~30% of the
+slots, the seed passes were ~2/3 of an epoch, mostly per-op cost: their host sets are now planned once
+per epoch (`_SeedPlan`), slot 0's blended and isolated paths share one pass (both read the data), and
+every isolated path is one stream of rows through the later layers with one loss: 1.14-1.18x per
+epoch at 64 hosts (bench/vec_envs.py --env host-train for the env steps).
 
 Semantics are `TorchHost`'s, draw for draw: the same task, weight initialisation (the same
 `HostMLP` / `build_seed` calls on the same generators, copied into the padded rows) and minibatch
@@ -142,8 +145,24 @@ class _Pass:
     slot_out: list[torch.Tensor]  # [N, width, n] per slot
     deltas: list[torch.Tensor | None]  # probe only: each planted seed's output per slot (None: none planted)
     hidden: list[torch.Tensor]  # the ReLU outputs before the seeds
-    isolated: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # learning seeds' isolated paths:
-    # (hosts [M], their weights 1 − α [M], their logits [M, K, n])
+    isolated: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None  # every learning seed's isolated path:
+    # (its host [M], its weight 1 − α [M], its logits [M, K, n]); a host learning two seeds has two rows
+
+
+@dataclass(frozen=True)
+class _SeedPlan:
+    """Which hosts' seeds at one slot take part in a pass.  α and planting hold for an epoch, so
+    `train_epoch` makes the plans once, not per minibatch (the nonzero and index calls were per op)."""
+
+    run: torch.Tensor  # hosts whose seed runs on the slot's live input: blending (and, in a probe, planted)
+    nonlinear: torch.Tensor  # [len(run), 1, 1]: 1 for an MLP seed (ReLU), 0 for a low-rank one
+    blend: torch.Tensor  # hosts with α > 0, which add α × the seed's output
+    blend_rows: torch.Tensor | None  # their rows in the pass over run (None: all of them, in order)
+    blend_alpha: torch.Tensor  # [len(blend), 1, 1]
+    learn: torch.Tensor  # hosts whose seed learns on the isolated path (learning, α < 1)
+    learn_rows: torch.Tensor | None  # slot 0: their rows in the pass over run (None: all of them)
+    learn_nonlinear: torch.Tensor  # [len(learn), 1, 1]
+    iso_weight: torch.Tensor  # [len(learn)]: 1 − α
 
 
 class BatchedHosts:
@@ -295,6 +314,7 @@ class BatchedHosts:
         x_rows, y_rows = self.x_train.view(-1, MAX_FEATURES), self.y_train.view(-1)
         learn_seg = torch.cat([torch.ones(n, 1, dtype=torch.bool), learns], dim=1)  # [N, S+1]: segments that step
         counts_t = torch.from_numpy(counts)
+        plans = self._plans(alpha, iso_weight, probe=False)
         for k in range(num_batches):
             idx = (base + order[:, k * bs : (k + 1) * bs]).reshape(-1)
             b = idx.shape[0] // n
@@ -302,12 +322,13 @@ class BatchedHosts:
             taking = rows.any(dim=1)  # hosts with samples in this minibatch
             weights = self._weights(grad=True)
             x = x_rows.index_select(0, idx).view(n, b, MAX_FEATURES).mT
-            out = self._forward(weights, x, alpha, iso_weight)
+            out = self._forward(weights, x, alpha, iso_weight, plans=plans)
             y = y_rows.index_select(0, idx).view(n, b)
             size = rows.sum(dim=1).clamp(min=1).float()
             loss = self._losses(out.logits, y, rows, size)
             total = loss.sum()
-            for hosts, weight, iso_logits in out.isolated:
+            if out.isolated is not None:
+                hosts, weight, iso_logits = out.isolated
                 iso = self._losses(iso_logits, y.index_select(0, hosts), rows.index_select(0, hosts), size[hosts])
                 total = total + (weight * iso).sum()
             grad = weights.flat_grad(total) * self.real
@@ -365,46 +386,97 @@ class BatchedHosts:
     def _weights(self, grad: bool) -> _Weights:
         return _Weights(self.layout, self.params, self.seed_hidden.max(axis=0).tolist(), grad)
 
+    def _plans(self, alpha: torch.Tensor, iso_weight: torch.Tensor, probe: bool) -> list[_SeedPlan]:
+        """Each slot's `_SeedPlan` for passes with these α and isolated-path weights."""
+        plans = []
+        for j in range(self.num_slots):
+            present = self.present[:, j]
+            blend, learn = present & (alpha[:, j] > 0), iso_weight[:, j] > 0
+            # Slot 0 reads the data, which has no gradient, so its isolated path (the seed on the detached
+            # input) is the blended pass's computation: one pass serves both.  Later slots read a live input.
+            run = blend | (present if probe else blend) | (learn if j == 0 else blend)
+            run_hosts, blend_hosts, learn_hosts = (torch.nonzero(m)[:, 0] for m in (run, blend, learn))
+            position = torch.cumsum(run, 0) - 1  # host -> its row in the pass over run_hosts
+            plans.append(
+                _SeedPlan(
+                    run=run_hosts,
+                    nonlinear=self.nonlinear[run_hosts, j, None, None],
+                    blend=blend_hosts,
+                    blend_rows=None if blend_hosts.numel() == run_hosts.numel() else position[blend_hosts],
+                    blend_alpha=alpha[blend_hosts, j][:, None, None],
+                    learn=learn_hosts,
+                    learn_rows=(None if learn_hosts.numel() == run_hosts.numel() else position[learn_hosts])
+                    if j == 0
+                    else None,
+                    learn_nonlinear=self.nonlinear[learn_hosts, j, None, None],
+                    iso_weight=iso_weight[learn_hosts, j],
+                )
+            )
+        return plans
+
     def _forward(self, params: _Weights, x: torch.Tensor, alpha: torch.Tensor, iso_weight: torch.Tensor,
-                 probe: bool = False) -> _Pass:  # fmt: skip
-        """`HostMLP.forward` for every host at once, feature-major: x [N, MAX_FEATURES, n], logits [N, K, n]."""
+                 probe: bool = False, plans: list[_SeedPlan] | None = None) -> _Pass:  # fmt: skip
+        """`HostMLP.forward` for every host at once, feature-major: x [N, MAX_FEATURES, n], logits [N, K, n].
+        ``plans``: `_plans(alpha, iso_weight, probe)`, if the caller has them (they hold for an epoch)."""
+        if x.requires_grad:
+            raise ValueError("the input must be data: slot 0's seed pass is shared on that ground")
+        plans = plans if plans is not None else self._plans(alpha, iso_weight, probe)
         last = self.layout.num_layers - 1
         h = x
         slot_out: list[torch.Tensor] = []
         deltas: list[torch.Tensor | None] = []
         hidden: list[torch.Tensor] = []
-        isolated: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        # Every learning seed's isolated path as one stream of rows through the layers after its slot
+        # (`HostMLP._downstream`: detached weights): rows join at their slot, one matmul a layer for all.
+        iso_h: torch.Tensor | None = None
+        iso_hosts: list[torch.Tensor] = []
+        iso_weights: list[torch.Tensor] = []
         for j in range(last + 1):
             u = h
             h = torch.baddbmm(params.b[j][:, :, None], params.w[j], h)
+            if iso_h is not None:
+                rows = torch.cat(iso_hosts) if len(iso_hosts) > 1 else iso_hosts[0]
+                w, b = params.w[j].detach().index_select(0, rows), params.b[j].detach().index_select(0, rows)
+                iso_h = torch.baddbmm(b[:, :, None], w, iso_h)
             if j == last:
                 break
             h = torch.relu(h)
-            out, delta = h, None
-            # Each seed pass runs over the hosts that need it only (index_select in, index_add out): the
-            # blended output over those with α > 0, the isolated path over those learning with α < 1.
-            blend = torch.nonzero(self.present[:, j] & (alpha[:, j] > 0))[:, 0]
-            if blend.numel():
-                a = alpha[blend, j][:, None, None]
-                out = h.index_add(0, blend, a * self._seed(params, j, u, blend))
-            learn = torch.nonzero(iso_weight[:, j] > 0)[:, 0]
-            if learn.numel():
-                seeded = h.detach().index_select(0, learn) + self._seed(params, j, u.detach(), learn)
-                isolated.append((learn, iso_weight[learn, j], self._downstream(params, seeded, j + 1, learn)))
-            if probe:  # what blending each planted seed in would do (for the blend gain)
-                planted = torch.nonzero(self.present[:, j])[:, 0]
-                if planted.numel():
-                    with torch.no_grad():
-                        delta = torch.zeros_like(h).index_copy(0, planted, self._seed(params, j, u, planted))
+            if iso_h is not None:
+                iso_h = torch.relu(iso_h)
+            out, delta, plan = h, None, plans[j]
+            seed_out = self._seed(params, j, u, plan.run, plan.nonlinear) if plan.run.numel() else None
+            if plan.blend.numel():
+                assert seed_out is not None  # blending hosts are in the pass
+                blended = seed_out if plan.blend_rows is None else seed_out.index_select(0, plan.blend_rows)
+                out = h.index_add(0, plan.blend, plan.blend_alpha * blended)
+            if plan.learn.numel():
+                if j == 0:
+                    assert seed_out is not None  # slot 0's learning hosts are in the pass
+                    own = seed_out if plan.learn_rows is None else seed_out.index_select(0, plan.learn_rows)
+                else:
+                    own = self._seed(params, j, u.detach(), plan.learn, plan.learn_nonlinear)
+                seeded = h.detach().index_select(0, plan.learn) + own
+                iso_h = seeded if iso_h is None else torch.cat([iso_h, seeded])
+                iso_hosts.append(plan.learn)
+                iso_weights.append(plan.iso_weight)
+            if probe and seed_out is not None:  # what blending each planted seed in would do (for the blend gain)
+                delta = torch.zeros_like(h).index_copy(0, plan.run, seed_out.detach())
             slot_out.append(out)
             deltas.append(delta)
             hidden.append(h)
             h = out
         logits = h.masked_fill(~self.classes[:, :, None], -math.inf)
+        isolated = None
+        if iso_h is not None:
+            hosts = torch.cat(iso_hosts)
+            iso_logits = iso_h.masked_fill(~self.classes.index_select(0, hosts)[:, :, None], -math.inf)
+            isolated = (hosts, torch.cat(iso_weights), iso_logits)
         return _Pass(logits, slot_out, deltas, hidden, isolated)
 
-    def _seed(self, params: _Weights, slot: int, u: torch.Tensor, hosts: torch.Tensor) -> torch.Tensor:
-        """The seed at ``slot`` of each of ``hosts`` on their inputs ``u`` [N, in, n]: [len(hosts), width, n]."""
+    def _seed(self, params: _Weights, slot: int, u: torch.Tensor, hosts: torch.Tensor,
+              nonlinear: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """The seed at ``slot`` of each of ``hosts`` on their inputs ``u`` [N, in, n]: [len(hosts), width, n].
+        ``nonlinear`` [len(hosts), 1, 1]: whether each seed has a ReLU (MLP) or not (low-rank)."""
         u = u.index_select(0, hosts)
         up, up_b = params.up[slot].index_select(0, hosts), params.up_b[slot].index_select(0, hosts)
         down, down_b = params.down[slot].index_select(0, hosts), params.down_b[slot].index_select(0, hosts)
@@ -412,18 +484,8 @@ class BatchedHosts:
         # ReLU for MLP seeds, identity for low-rank ones, as relu(z) = z + relu(-z): forward and backward
         # measured 1.1 ms on [64, 32, 128], against 2.9 ms with z.clamp (its backward is a torch.where, slow
         # on CPU) and 1.9 ms with torch.maximum against a per-host floor.
-        z = z + self.nonlinear[hosts, slot, None, None] * torch.relu(-z)
+        z = z + nonlinear * torch.relu(-z)
         return torch.baddbmm(down_b[:, :, None], down, z)
-
-    def _downstream(self, params: _Weights, h: torch.Tensor, first: int, hosts: torch.Tensor) -> torch.Tensor:
-        """Layers ``first``.. of ``hosts`` with detached weights (`HostMLP._downstream`): their logits."""
-        last = self.layout.num_layers - 1
-        for j in range(first, last + 1):
-            w, b = params.w[j].detach().index_select(0, hosts), params.b[j].detach().index_select(0, hosts)
-            h = torch.baddbmm(b[:, :, None], w, h)
-            if j < last:
-                h = torch.relu(h)
-        return h.masked_fill(~self.classes.index_select(0, hosts)[:, :, None], -math.inf)
 
     @staticmethod
     def _losses(logits: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
@@ -460,22 +522,30 @@ class BatchedHosts:
             host = lay.bounds[0][1]
             w_sq = self.params[:, :host].square() * self.real[:, :host]
             weight_rms = ((w_sq @ lay.layer_weights) / self.weight_count).sqrt()
+        # finite() once per array, not per host: the per-host calls were ~5% of an epoch at 64 hosts.  Each host
+        # gets row views (rows do not overlap, so no host sees another's values).
         val_loss = loss.detach().tolist()
-        stats = []
-        for i in range(n):
-            stats.append(
-                EpochStats(
-                    val_acc=float(acc[i]),
-                    val_loss=finite_or_cap(val_loss[i]),
-                    train_loss=finite_or_cap(train_loss[i]),
-                    loss_variance=finite_or_cap(loss_variance[i]),
-                    grad_norm=finite_or_cap(grad_norm[i]),
-                    layer_weight_rms=finite(weight_rms[i].numpy()),
-                    layer_grad_rms=finite(layer_grad[i]),
-                    layer_dead_fraction=finite([*dead[i].tolist(), 0.0]),
-                    slot_pressure=finite(pressure[i].numpy()),
-                    seed_grad_rms=finite(seed_grad[i]),
-                    seed_blend_gain=finite(gain[i].numpy()),
-                )
+        weight_rms_f, layer_grad_f, pressure_f = (
+            finite(weight_rms.numpy()),
+            finite(layer_grad),
+            finite(pressure.numpy()),
+        )
+        dead_f = finite(torch.cat([dead, torch.zeros(n, 1)], dim=1).numpy())
+        seed_grad_f, gain_f, acc_l = finite(seed_grad), finite(gain.numpy()), acc.tolist()
+        stats = [
+            EpochStats(
+                val_acc=float(acc_l[i]),
+                val_loss=finite_or_cap(val_loss[i]),
+                train_loss=finite_or_cap(train_loss[i]),
+                loss_variance=finite_or_cap(loss_variance[i]),
+                grad_norm=finite_or_cap(grad_norm[i]),
+                layer_weight_rms=weight_rms_f[i],
+                layer_grad_rms=layer_grad_f[i],
+                layer_dead_fraction=dead_f[i],
+                slot_pressure=pressure_f[i],
+                seed_grad_rms=seed_grad_f[i],
+                seed_blend_gain=gain_f[i],
             )
+            for i in range(n)
+        ]
         return stats

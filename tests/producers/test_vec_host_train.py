@@ -133,6 +133,26 @@ def test_one_epoch_at_lr_zero_matches_torch_host_in_every_statistic(clip: float,
     assert any(s.seed_blend_gain.any() for s in got) and any(s.seed_grad_rms.any() for s in got)
 
 
+def test_every_mix_of_blending_and_learning_at_a_slot_matches_torch_host() -> None:
+    """Per slot, hosts that only blend, only learn (isolated), do both, or neither, in an order where the
+    learning hosts are not the first of the pass: slot 0's shared seed pass must hand each path its own rows,
+    and the isolated rows of all slots, one stream, must stay with their hosts."""
+    task_seeds = [0, 11, 4, 2, 5, 9]
+    torch_hosts, batched, _ = _hosts(task_seeds)
+    gen = torch.Generator().manual_seed(3)
+    for i, th in enumerate(torch_hosts):
+        for slot in range(3):
+            _plant_trained_looking_seed(th, batched, i, slot, (i + slot) % len(CATALOG), gen)
+    # host: blend only, frozen, learn only, both, learn only, blend only -- rotated per slot
+    mix = [(1.0, False), (0.0, False), (0.0, True), (1 / 3, True), (0.0, True), (2 / 3, False)]
+    alphas = np.array([[mix[(i + slot) % 6][0] for slot in range(3)] for i in range(6)])
+    trains = np.array([[mix[(i + slot) % 6][1] for slot in range(3)] for i in range(6)])
+    got = batched.train_epoch(np.zeros(6), alphas, trains)
+    for i, th in enumerate(torch_hosts):
+        _assert_stats_close(got[i], th.train_epoch(0.0, alphas[i].tolist(), trains[i].tolist()))
+    assert np.array_equal(np.array([s.seed_grad_rms for s in got]) != 0, trains)  # exactly the learning seeds move
+
+
 def test_adam_matches_torch_optim_adam_per_host_and_segment() -> None:
     _, batched, _ = _hosts([0, 11, 4])
     batched.plant(0, 0, CATALOG[0])
