@@ -12,8 +12,9 @@ CartPole proofs read the windowed return from the run's trajectories topic
 first reached.  The host-sim proof evaluates the final snapshot with `tamiyo
 eval` on held-out tasks next to the heuristic (same tasks: a paired comparison).
 
-The sim-to-real proof is the phased recipe: pre-train on host-sim through Kafka
-(the impala-host-sim run), then fine-tune on host-train through Kafka from that
+The sim-to-real proof is the phased recipe: pre-train on host-sim (or --sim-env,
+e.g. the calibrated host-sim:calibration/host_sim.json) through Kafka (the
+impala-host-sim run), then fine-tune on host-train through Kafka from that
 policy (`--init-from`, the host-sim preset's network and pipeline, --real-lr,
 --real-frames), then evaluate greedily on held-out host-train tasks the fine-tuned
 policy, the host-sim-only policy, `heuristic` and `none`, paired by task.
@@ -95,7 +96,7 @@ def paired_difference(a: dict, b: dict) -> dict:
 
 def sim_to_real(seed: int, out: Path, bootstrap: str, args: argparse.Namespace) -> dict:
     """Pre-train on host-sim, fine-tune on host-train from it, evaluate both and the baselines, paired."""
-    sim = train("impala-host-sim", seed, out, bootstrap, None, [], args.sim_frames)
+    sim = train("impala-host-sim", seed, out, bootstrap, None, ["--env", args.sim_env], args.sim_frames)
     extra = ["--init-from", sim["policy"], "--lr", str(args.real_lr), *args.train_args]
     real = train("sim-to-real", seed, out, bootstrap, args.minutes, extra, args.real_frames)
     evals = {name: evaluate(policy, args.tasks, args.eval_seed, env="host-train")
@@ -110,6 +111,7 @@ def sim_to_real(seed: int, out: Path, bootstrap: str, args: argparse.Namespace) 
     headroom = pairs["tuned_minus_none"]["mean"]
     return {"seed": seed, "sim": {k: v for k, v in sim.items() if k != "curve"}, "real": real,
             "wall_s": round(sim["wall_s"] + real["wall_s"], 1),
+            "sim_env": args.sim_env,
             "eval": {"tasks": args.tasks, "seed": args.eval_seed, "env": "host-train",
                      **{k: summarize_eval(v) for k, v in evals.items()}, **pairs,
                      # the share of the tuned schedule's gain over `none` that the fine-tuned policy gets
@@ -188,6 +190,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=None, help="wall budget per run (besides the frame budget)")
     ap.add_argument("--tasks", type=int, default=100, help="host-sim / sim-to-real: held-out evaluation tasks")
     ap.add_argument("--sim-frames", type=int, default=None, help="sim-to-real: pre-training frames (1.5M)")
+    ap.add_argument("--sim-env", default="host-sim",
+                    help="sim-to-real: the pre-training env, e.g. host-sim:calibration/host_sim.json")  # fmt: skip
     ap.add_argument("--real-frames", type=int, default=None, help="sim-to-real: host-train fine-tune frames (200k)")
     ap.add_argument("--real-lr", type=float, default=5e-4, help="sim-to-real: the fine-tune's learning rate")
     ap.add_argument("--eval-seed", type=int, default=12345)

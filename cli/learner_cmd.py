@@ -123,6 +123,8 @@ def add_hyperparameter_arguments(p: argparse.ArgumentParser, presets: list[str])
                    help="LR schedule horizon in frames (default 1,000,000; `tamiyo train`: --frames)")  # fmt: skip
     g.add_argument("--rmsprop-eps", type=float, default=None, help="IMPALA: RMSprop epsilon (default 0.1)")
     g.add_argument("--baseline-cost", type=float, default=None, help="IMPALA: value loss weight (default 0.5)")
+    g.add_argument("--critic-warmup-frames", type=int, default=None,
+                   help="IMPALA: frames learned first by the value head alone (fine-tuning in a new env; default 0)")  # fmt: skip
 
 
 HYPERPARAMETER_FLAGS: dict[str, str] = {}  # dest -> option string, filled by add_hyperparameter_arguments
@@ -184,6 +186,7 @@ def hyperparameters_from_args(args: argparse.Namespace) -> tuple[ModelConfig, PP
         entropy_cost=args.entropy_coef,
         rmsprop_eps=args.rmsprop_eps,
         baseline_cost=args.baseline_cost,
+        critic_warmup_frames=args.critic_warmup_frames,
         lr_schedule=args.lr_schedule,
         final_lr_ratio=args.final_lr_ratio,
         total_env_steps=args.total_frames,

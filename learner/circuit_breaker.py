@@ -80,11 +80,13 @@ def guarded_step(
     optimizer: Optimizer,
     breaker: CircuitBreaker | None,
     max_grad_norm: float | None,
+    frozen: Iterable[torch.nn.Parameter] = (),
 ) -> tuple[bool, float]:
     """Backward, clip and step unless the loss or the gradients are non-finite.
 
     Returns (stepped, grad_norm).  ``optimizer.zero_grad`` is called first, so
-    skipped steps leave no stale gradient behind.
+    skipped steps leave no stale gradient behind.  ``frozen`` parameters lose their
+    gradients after the backward pass: the optimizer skips them, and the norm is the rest's.
     """
     params = [p for p in params if p.requires_grad]
     optimizer.zero_grad(set_to_none=True)
@@ -93,6 +95,8 @@ def guarded_step(
             breaker.record_failure()
         return False, float("nan")
     loss.backward()
+    for p in frozen:
+        p.grad = None
     # Clipping also measures the norm; a non-finite norm means a bad gradient somewhere.
     limit = float("inf") if max_grad_norm is None else max_grad_norm
     grad_norm = float(torch.nn.utils.clip_grad_norm_(params, limit, foreach=True))

@@ -47,6 +47,11 @@ class ImpalaConfig:
     lr_schedule: str = "constant"
     final_lr_ratio: float = 0.0
     total_env_steps: int = 1_000_000
+    # Frames learned from (counted as the LR schedule counts them) during which only the value head steps,
+    # on the value loss alone: a policy fine-tuned in another env (sim-to-real) first fits its value to the
+    # new env's returns, so that its first policy steps follow the new env's advantages, not the old env's
+    # values.  0: off.
+    critic_warmup_frames: int = 0
 
 
 @dataclass
@@ -76,6 +81,8 @@ class ImpalaLearner:
         )
         self.version = 0  # successful learner steps = policy version
         self.head_names = [h.name for h in model.schema.action_heads]
+        value = {id(p) for m in (model.value_trunk, model.value_torso) if m is not None for p in m.parameters()}
+        self._policy_params = [p for p in model.parameters() if id(p) not in value]  # frozen in the critic warm-up
 
     def current_lr(self, frames_per_step: int) -> float:
         """The LR for the next step.  The schedule's clock is frames learned from, version x frames per
@@ -122,9 +129,11 @@ class ImpalaLearner:
         pg_loss = -(vt.pg_advantages * target_logp * w).sum()
         baseline_loss = cfg.baseline_cost * 0.5 * (((vt.vs - values) ** 2) * w).sum()
         entropy_loss = -cfg.entropy_cost * (entropy * w).sum()
-        loss = pg_loss + baseline_loss + entropy_loss
+        warmup = self.version * n < cfg.critic_warmup_frames
+        loss = baseline_loss if warmup else pg_loss + baseline_loss + entropy_loss
 
-        stepped, grad_norm = guarded_step(loss, model.parameters(), self.optimizer, self.breaker, cfg.max_grad_norm)
+        stepped, grad_norm = guarded_step(loss, model.parameters(), self.optimizer, self.breaker, cfg.max_grad_norm,
+                                          frozen=self._policy_params if warmup else ())  # fmt: skip
         if stepped:
             self.version += 1
 
@@ -153,6 +162,7 @@ class ImpalaLearner:
                 "td_abs_mean": float(td.mean()),
                 "learning_rate": float(self.optimizer.param_groups[0]["lr"]),
                 "skipped": float(not stepped),
+                "critic_warmup": float(warmup),
                 "breaker_open": 0.0,
                 "policy_version": float(self.version),
             }

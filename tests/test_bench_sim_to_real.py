@@ -43,11 +43,11 @@ def test_sim_to_real_fine_tunes_from_the_sim_policy_and_pairs_every_comparison(m
     monkeypatch.setattr(lok, "evaluate", fake_evaluate)
     monkeypatch.setattr(lok, "evaluate_tuned", fake_tuned)
     args = argparse.Namespace(sim_frames=1000, real_frames=500, real_lr=3e-4, minutes=2.0, train_args=["--x"],
-                              tasks=6, eval_seed=11)  # fmt: skip
+                              tasks=6, eval_seed=11, sim_env="host-sim:calibration/host_sim.json")  # fmt: skip
     r = lok.sim_to_real(3, Path("/runs"), "127.0.0.1:1", args)
 
     assert calls == [
-        ("impala-host-sim", 3, None, [], 1000),
+        ("impala-host-sim", 3, None, ["--env", "host-sim:calibration/host_sim.json"], 1000),
         ("sim-to-real", 3, 2.0, ["--init-from", "/runs/sim/policy.safetensors", "--lr", "0.0003", "--x"], 500),
     ]
     ev = r["eval"]
@@ -63,3 +63,4 @@ def test_sim_to_real_fine_tunes_from_the_sim_policy_and_pairs_every_comparison(m
     assert ev["share_of_tuned_headroom"] == pytest.approx(ev["sim_real_minus_none"]["mean"] / headroom)
     want = ev["sim_real_minus_heuristic"]["ci95"][0] > 0 and ev["sim_real_minus_none"]["ci95"][0] > 0
     assert r["passed"] == want and r["wall_s"] == 2.0
+    assert r["sim_env"] == "host-sim:calibration/host_sim.json"

@@ -186,3 +186,24 @@ def test_impala_priorities_are_mean_abs_vtrace_td():
     vt = vtrace(batch.behaviour_log_probs, target, rewards, discounts, values, boot)
     expected = (vt.vs - values).abs().mean(0).numpy() + cfg.priority_eps
     np.testing.assert_allclose(result.priorities, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("separate_critic", [False, True])
+def test_impala_critic_warmup_steps_only_the_value_then_everything(separate_critic):
+    """During the warm-up (frames learned, as the LR schedule counts them) the policy's parameters stay
+    exactly as they were and the value's move, on the value loss alone; after it every parameter learns."""
+    torch.manual_seed(0)
+    model = TamiyoGNN(SCHEMA, ModelConfig(hidden=16, separate_critic=separate_critic))
+    learner = ImpalaLearner(model, ImpalaConfig(learning_rate=1e-2, critic_warmup_frames=64))
+    value = {n for n, _ in model.named_parameters() if n.startswith(("value_trunk.", "value_torso."))}
+    data = on_policy(model, unrolls(n=4, t=8))  # 32 frames per step: steps 1 and 2 warm up
+    for step in range(3):
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        m = learner.step(data).metrics
+        moved = {n for n, p in model.named_parameters() if not torch.equal(before[n], p)}
+        assert m["skipped"] == 0.0 and m["critic_warmup"] == float(step < 2)
+        if step < 2:
+            assert moved <= value and {n for n in value if n.startswith("value_trunk.")} <= moved
+            assert m["loss"] == pytest.approx(m["baseline_loss"] * 32, rel=1e-5)  # the value loss alone
+        else:
+            assert any(n.startswith("heads.") for n in moved) and any(n.startswith("torso.") for n in moved)
