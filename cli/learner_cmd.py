@@ -124,7 +124,7 @@ def add_hyperparameter_arguments(p: argparse.ArgumentParser, presets: list[str])
     g.add_argument("--rmsprop-eps", type=float, default=None, help="IMPALA: RMSprop epsilon (default 0.1)")
     g.add_argument("--baseline-cost", type=float, default=None, help="IMPALA: value loss weight (default 0.5)")
     g.add_argument("--critic-warmup-frames", type=int, default=None,
-                   help="IMPALA: frames learned first by the value head alone (fine-tuning in a new env; default 0)")  # fmt: skip
+                   help="IMPALA: frames first learned by the value head alone (fine-tuning; default 0)")  # fmt: skip
 
 
 HYPERPARAMETER_FLAGS: dict[str, str] = {}  # dest -> option string, filled by add_hyperparameter_arguments
