@@ -125,6 +125,7 @@ def add_hyperparameter_arguments(p: argparse.ArgumentParser, presets: list[str])
     g.add_argument("--baseline-cost", type=float, default=None, help="IMPALA: value loss weight (default 0.5)")
     g.add_argument("--critic-warmup-frames", type=int, default=None,
                    help="IMPALA: frames first learned by the value head alone (fine-tuning; default 0)")  # fmt: skip
+    g.add_argument("--vtrace-lambda", type=float, default=None, help="IMPALA: V-trace's lambda (default 1)")
 
 
 HYPERPARAMETER_FLAGS: dict[str, str] = {}  # dest -> option string, filled by add_hyperparameter_arguments
@@ -187,6 +188,7 @@ def hyperparameters_from_args(args: argparse.Namespace) -> tuple[ModelConfig, PP
         rmsprop_eps=args.rmsprop_eps,
         baseline_cost=args.baseline_cost,
         critic_warmup_frames=args.critic_warmup_frames,
+        vtrace_lambda=args.vtrace_lambda,
         lr_schedule=args.lr_schedule,
         final_lr_ratio=args.final_lr_ratio,
         total_env_steps=args.total_frames,

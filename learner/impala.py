@@ -52,6 +52,9 @@ class ImpalaConfig:
     # new env's returns, so that its first policy steps follow the new env's advantages, not the old env's
     # values.  0: off.
     critic_warmup_frames: int = 0
+    # V-trace's lambda (c_t = lambda * min(c_bar, rho_t), the paper's section 4.2): below 1 the targets lean
+    # on the value function, trading bias for variance.  1: the paper's default.
+    vtrace_lambda: float = 1.0
 
 
 @dataclass
@@ -119,6 +122,7 @@ class ImpalaLearner:
             cfg.clip_rho_threshold,
             cfg.clip_c_threshold,
             cfg.clip_pg_rho_threshold,
+            cfg.vtrace_lambda,
         )
 
         # Replay importance weights: one per unroll [B] (broadcast over time) or per step [T, B].

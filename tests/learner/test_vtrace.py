@@ -96,6 +96,37 @@ def test_on_policy_vtrace_is_lambda_one_return(pattern):
     torch.testing.assert_close(out.pg_advantages, rewards + discounts * vs_next - values)
 
 
+@pytest.mark.parametrize("lam", [0.0, 0.5, 0.9])
+@pytest.mark.parametrize("pattern", ["constant", "mid_termination", "mixed_gamma"])
+def test_on_policy_vtrace_with_lambda_is_the_td_lambda_return(pattern, lam):
+    """Ground truth from the forward view, as a weighted sum of n-step returns:
+    G^lambda_t = (1 - lambda) sum_{n=1}^{T-t-1} lambda^(n-1) G^(n)_t + lambda^(T-t-1) G^(T-t)_t,
+    where G^(n)_t bootstraps from V_{t+n} (V_T: the bootstrap value)."""
+    behaviour, _, rewards, discounts, values, bootstrap = make_case(pattern, seed=5)
+    out = vtrace(behaviour, behaviour.clone(), rewards, discounts, values, bootstrap, lambda_=lam)
+    t_len, b = rewards.shape
+    v = torch.cat([values, bootstrap.unsqueeze(0)])
+    expected = torch.empty(t_len, b, dtype=torch.float64)
+
+    def n_step(t: int, j: int, n: int) -> float:
+        total, scale = 0.0, 1.0
+        for k in range(t, t + n):
+            total += scale * float(rewards[k, j])
+            scale *= float(discounts[k, j])
+        return total + scale * float(v[t + n, j])
+
+    for j in range(b):
+        for t in range(t_len):
+            last = t_len - t
+            weighted = sum((1 - lam) * lam ** (n - 1) * n_step(t, j, n) for n in range(1, last))
+            expected[t, j] = weighted + lam ** (last - 1) * n_step(t, j, last)
+    torch.testing.assert_close(out.vs, expected, atol=1e-9, rtol=1e-9)
+    vs_next = torch.cat([expected[1:], bootstrap.unsqueeze(0)])
+    torch.testing.assert_close(out.pg_advantages, rewards + discounts * vs_next - values)
+    with pytest.raises(ValueError):
+        vtrace(behaviour, behaviour, rewards, discounts, values, bootstrap, lambda_=1.5)
+
+
 def test_vtrace_has_no_gradient():
     behaviour, target, rewards, discounts, values, bootstrap = make_case("constant")
     values = values.clone().requires_grad_(True)
