@@ -165,6 +165,12 @@ class _SeedPlan:
     iso_weight: torch.Tensor  # [len(learn)]: 1 − α
 
 
+def _rows_in(hosts: torch.Tensor, run: torch.Tensor, position: torch.Tensor) -> torch.Tensor | None:
+    """The rows of ``hosts`` (a sorted subset of ``run``) in a pass over ``run``; None when they are all of
+    it, in order (a sorted subset of the same size is the same set)."""
+    return None if hosts.numel() == run.numel() else position[hosts]
+
+
 class BatchedHosts:
     """N host-train hosts; host i behaves as a `TorchHost` would (see the module docstring)."""
 
@@ -394,7 +400,7 @@ class BatchedHosts:
             blend, learn = present & (alpha[:, j] > 0), iso_weight[:, j] > 0
             # Slot 0 reads the data, which has no gradient, so its isolated path (the seed on the detached
             # input) is the blended pass's computation: one pass serves both.  Later slots read a live input.
-            run = blend | (present if probe else blend) | (learn if j == 0 else blend)
+            run = (present if probe else blend) | (learn if j == 0 else blend)  # blend is within present
             run_hosts, blend_hosts, learn_hosts = (torch.nonzero(m)[:, 0] for m in (run, blend, learn))
             position = torch.cumsum(run, 0) - 1  # host -> its row in the pass over run_hosts
             plans.append(
@@ -402,12 +408,10 @@ class BatchedHosts:
                     run=run_hosts,
                     nonlinear=self.nonlinear[run_hosts, j, None, None],
                     blend=blend_hosts,
-                    blend_rows=None if blend_hosts.numel() == run_hosts.numel() else position[blend_hosts],
+                    blend_rows=_rows_in(blend_hosts, run_hosts, position),
                     blend_alpha=alpha[blend_hosts, j][:, None, None],
                     learn=learn_hosts,
-                    learn_rows=(None if learn_hosts.numel() == run_hosts.numel() else position[learn_hosts])
-                    if j == 0
-                    else None,
+                    learn_rows=_rows_in(learn_hosts, run_hosts, position) if j == 0 else None,
                     learn_nonlinear=self.nonlinear[learn_hosts, j, None, None],
                     iso_weight=iso_weight[learn_hosts, j],
                 )
@@ -429,14 +433,12 @@ class BatchedHosts:
         # Every learning seed's isolated path as one stream of rows through the layers after its slot
         # (`HostMLP._downstream`: detached weights): rows join at their slot, one matmul a layer for all.
         iso_h: torch.Tensor | None = None
-        iso_hosts: list[torch.Tensor] = []
-        iso_weights: list[torch.Tensor] = []
+        iso_hosts, iso_weights = torch.zeros(0, dtype=torch.long), torch.zeros(0)  # each row's host, its 1 − α
         for j in range(last + 1):
             u = h
             h = torch.baddbmm(params.b[j][:, :, None], params.w[j], h)
             if iso_h is not None:
-                rows = torch.cat(iso_hosts) if len(iso_hosts) > 1 else iso_hosts[0]
-                w, b = params.w[j].detach().index_select(0, rows), params.b[j].detach().index_select(0, rows)
+                w, b = params.w[j].detach().index_select(0, iso_hosts), params.b[j].detach().index_select(0, iso_hosts)
                 iso_h = torch.baddbmm(b[:, :, None], w, iso_h)
             if j == last:
                 break
@@ -457,8 +459,8 @@ class BatchedHosts:
                     own = self._seed(params, j, u.detach(), plan.learn, plan.learn_nonlinear)
                 seeded = h.detach().index_select(0, plan.learn) + own
                 iso_h = seeded if iso_h is None else torch.cat([iso_h, seeded])
-                iso_hosts.append(plan.learn)
-                iso_weights.append(plan.iso_weight)
+                iso_hosts = torch.cat([iso_hosts, plan.learn])
+                iso_weights = torch.cat([iso_weights, plan.iso_weight])
             if probe and seed_out is not None:  # what blending each planted seed in would do (for the blend gain)
                 delta = torch.zeros_like(h).index_copy(0, plan.run, seed_out.detach())
             slot_out.append(out)
@@ -468,9 +470,8 @@ class BatchedHosts:
         logits = h.masked_fill(~self.classes[:, :, None], -math.inf)
         isolated = None
         if iso_h is not None:
-            hosts = torch.cat(iso_hosts)
-            iso_logits = iso_h.masked_fill(~self.classes.index_select(0, hosts)[:, :, None], -math.inf)
-            isolated = (hosts, torch.cat(iso_weights), iso_logits)
+            iso_logits = iso_h.masked_fill(~self.classes.index_select(0, iso_hosts)[:, :, None], -math.inf)
+            isolated = (iso_hosts, iso_weights, iso_logits)
         return _Pass(logits, slot_out, deltas, hidden, isolated)
 
     def _seed(self, params: _Weights, slot: int, u: torch.Tensor, hosts: torch.Tensor,
