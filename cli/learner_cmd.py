@@ -130,6 +130,27 @@ def add_hyperparameter_arguments(p: argparse.ArgumentParser, presets: list[str])
 
 HYPERPARAMETER_FLAGS: dict[str, str] = {}  # dest -> option string, filled by add_hyperparameter_arguments
 
+# The flags one algorithm only reads: given with the other, they would be silently ignored.
+ALGORITHM_ONLY: dict[str, tuple[str, ...]] = {
+    "ppo": (
+        *("ppo_epochs", "minibatch_size", "target_kl", "gae_lambda"),
+        *("clip_coef", "clip_vloss", "vf_coef", "warmup_updates"),
+    ),
+    "impala": ("rmsprop_eps", "baseline_cost", "critic_warmup_frames", "vtrace_lambda"),
+}
+
+
+def check_algorithm_flags(args: argparse.Namespace) -> None:
+    """A UserError for a hyperparameter flag that --algo does not use (PPO's with IMPALA, or the reverse)."""
+    for algo, dests in ALGORITHM_ONLY.items():
+        given = [HYPERPARAMETER_FLAGS[d] for d in dests if getattr(args, d, None) is not None]
+        if given and args.algo != algo:
+            from tamiyo.cli.user_errors import UserError
+
+            raise UserError(f"{', '.join(given)}: only --algo {algo} uses {'them' if len(given) > 1 else 'it'}, "
+                            f"and this run is --algo {args.algo}; drop {'them' if len(given) > 1 else 'it'} "
+                            f"or change --algo")  # fmt: skip
+
 
 def hyperparameter_argv(args: argparse.Namespace) -> list[str]:
     """The hyperparameter flags given explicitly (not None), as `tamiyo learner` arguments (--preset excluded)."""
@@ -199,6 +220,7 @@ def hyperparameters_from_args(args: argparse.Namespace) -> tuple[ModelConfig, PP
 def config_from_args(args: argparse.Namespace) -> LearnerConfig:
     from tamiyo.learner.core import LearnerConfig
 
+    check_algorithm_flags(args)
     model, ppo, impala = hyperparameters_from_args(args)
     return LearnerConfig(
         algo=args.algo,

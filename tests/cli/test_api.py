@@ -85,6 +85,21 @@ def test_from_python_a_preset_gives_the_same_run_as_the_command_line():
     assert tamiyo.TrainConfig.from_preset("host-sim", actors=3).actors == 3  # a setting beats the preset
 
 
+@pytest.mark.parametrize("command", ["train", "learner"])
+def test_a_flag_of_the_other_algorithm_is_refused_rather_than_ignored(command):
+    from tamiyo.cli import learner_cmd, train_cmd
+    from tamiyo.cli.main import build_parser, parse
+
+    to_config = {"train": train_cmd.config_from_args, "learner": learner_cmd.config_from_args}[command]
+    command = [command] if command == "train" else [command, "--bootstrap", "127.0.0.1:9"]  # parsed, not dialled
+    with pytest.raises(UserError, match=r"^--critic-warmup-frames: only --algo impala uses it, and this run is --al"):
+        to_config(parse(build_parser(), [*command, "--algo", "ppo", "--critic-warmup-frames", "100"]))
+    with pytest.raises(UserError, match=r"^--ppo-epochs, --target-kl: only --algo ppo uses them, and this run is"):
+        to_config(parse(build_parser(), [*command, "--algo", "impala", "--ppo-epochs", "2", "--target-kl", "none"]))
+    for algo, flag, value in (("impala", "--vtrace-lambda", "0.9"), ("ppo", "--gae-lambda", "0.9")):
+        to_config(parse(build_parser(), [*command, "--algo", algo, flag, value]))  # its own flag: accepted
+
+
 def test_evaluate_gives_the_same_result_as_the_evaluation_it_wraps_and_refuses_what_it_cannot_run(tmp_path):
     from tamiyo.producers.evaluate import evaluate as reference
 
