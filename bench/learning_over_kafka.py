@@ -96,7 +96,11 @@ def paired_difference(a: dict, b: dict) -> dict:
 
 def sim_to_real(seed: int, out: Path, bootstrap: str, args: argparse.Namespace) -> dict:
     """Pre-train on host-sim, fine-tune on host-train from it, evaluate both and the baselines, paired."""
-    sim = train("impala-host-sim", seed, out, bootstrap, None, ["--env", args.sim_env], args.sim_frames)
+    reuse = args.sim_policy[seed - args.first_seed] if args.sim_policy else None
+    if reuse is not None:  # the pre-trained policy of an earlier run: fine-tune variants compared on the same start
+        sim = {"seed": seed, "policy": str(Path(reuse).resolve()), "reused": True, "wall_s": 0.0}
+    else:
+        sim = train("impala-host-sim", seed, out, bootstrap, None, ["--env", args.sim_env], args.sim_frames)
     extra = ["--init-from", sim["policy"], "--lr", str(args.real_lr), *args.train_args]
     real = train("sim-to-real", seed, out, bootstrap, args.minutes, extra, args.real_frames)
     evals = {name: evaluate(policy, args.tasks, args.eval_seed, env="host-train")
@@ -192,6 +196,8 @@ def main() -> None:
     ap.add_argument("--sim-frames", type=int, default=None, help="sim-to-real: pre-training frames (1.5M)")
     ap.add_argument("--sim-env", default="host-sim",
                     help="sim-to-real: the pre-training env, e.g. host-sim:calibration/host_sim.json")  # fmt: skip
+    ap.add_argument("--sim-policy", action="append", default=[],
+                    help="sim-to-real: fine-tune this policy.safetensors, not a new pre-training (once per seed)")  # fmt: skip
     ap.add_argument("--real-frames", type=int, default=None, help="sim-to-real: host-train fine-tune frames (200k)")
     ap.add_argument("--real-lr", type=float, default=5e-4, help="sim-to-real: the fine-tune's learning rate")
     ap.add_argument("--eval-seed", type=int, default=12345)
@@ -201,6 +207,8 @@ def main() -> None:
     ap.add_argument("--png", default="bench/results/learning_over_kafka.png")
     ap.add_argument("train_args", nargs="*", help="extra `tamiyo train` arguments (after --)")
     args = ap.parse_args()
+    if args.sim_policy and len(args.sim_policy) != args.seeds:
+        ap.error(f"--sim-policy: {len(args.sim_policy)} given for {args.seeds} seeds (one per seed)")
 
     broker = None
     tmp = Path(tempfile.mkdtemp(prefix="tamiyo-lok-"))

@@ -24,7 +24,7 @@ spec.loader.exec_module(lok)
 POLICIES = {"/runs/sim/policy.safetensors": "random", "/runs/real/policy.safetensors": "heuristic"}
 
 
-def test_sim_to_real_fine_tunes_from_the_sim_policy_and_pairs_every_comparison(monkeypatch) -> None:
+def stub_runs(monkeypatch) -> list:
     calls = []
 
     def fake_train(proof, seed, out, bootstrap, minutes, extra, budget_override=None):
@@ -42,8 +42,19 @@ def test_sim_to_real_fine_tunes_from_the_sim_policy_and_pairs_every_comparison(m
     monkeypatch.setattr(lok, "train", fake_train)
     monkeypatch.setattr(lok, "evaluate", fake_evaluate)
     monkeypatch.setattr(lok, "evaluate_tuned", fake_tuned)
-    args = argparse.Namespace(sim_frames=1000, real_frames=500, real_lr=3e-4, minutes=2.0, train_args=["--x"],
-                              tasks=6, eval_seed=11, sim_env="host-sim:calibration/host_sim.json")  # fmt: skip
+    return calls
+
+
+def sim_to_real_args(**kw) -> argparse.Namespace:
+    return argparse.Namespace(**{
+        "sim_frames": 1000, "real_frames": 500, "real_lr": 3e-4, "minutes": 2.0, "train_args": ["--x"], "tasks": 6,
+        "eval_seed": 11, "sim_env": "host-sim:calibration/host_sim.json", "sim_policy": [], "first_seed": 3,
+        **kw})  # fmt: skip
+
+
+def test_sim_to_real_fine_tunes_from_the_sim_policy_and_pairs_every_comparison(monkeypatch) -> None:
+    calls = stub_runs(monkeypatch)
+    args = sim_to_real_args()
     r = lok.sim_to_real(3, Path("/runs"), "127.0.0.1:1", args)
 
     assert calls == [
@@ -64,3 +75,18 @@ def test_sim_to_real_fine_tunes_from_the_sim_policy_and_pairs_every_comparison(m
     want = ev["sim_real_minus_heuristic"]["ci95"][0] > 0 and ev["sim_real_minus_none"]["ci95"][0] > 0
     assert r["passed"] == want and r["wall_s"] == 2.0
     assert r["sim_env"] == "host-sim:calibration/host_sim.json"
+
+
+def test_sim_to_real_can_fine_tune_the_policies_of_an_earlier_pre_training(monkeypatch) -> None:
+    """--sim-policy, once per seed: no pre-training run; seed 4's fine-tune starts from the second policy."""
+    calls = stub_runs(monkeypatch)
+    monkeypatch.setitem(POLICIES, "/old/s4/policy.safetensors", "random")
+    args = sim_to_real_args(sim_policy=["/old/s3/policy.safetensors", "/old/s4/policy.safetensors"])
+    r = lok.sim_to_real(4, Path("/runs"), "127.0.0.1:1", args)
+
+    extra = ["--init-from", "/old/s4/policy.safetensors", "--lr", "0.0003", "--x"]
+    assert calls == [("sim-to-real", 4, 2.0, extra, 500)]
+    assert r["sim"]["reused"] and r["sim"]["policy"] == "/old/s4/policy.safetensors"
+    sim, none = evaluate("random", "host-sim", 6, 11), evaluate("none", "host-sim", 6, 11)
+    _mean, lo, hi = paired_difference(sim, none)
+    assert r["eval"]["sim_only_minus_none"]["ci95"] == pytest.approx([lo, hi])
