@@ -197,7 +197,7 @@ def main() -> None:
     ap.add_argument("--sim-env", default="host-sim",
                     help="sim-to-real: the pre-training env, e.g. host-sim:calibration/host_sim.json")  # fmt: skip
     ap.add_argument("--sim-policy", action="append", default=[],
-                    help="sim-to-real: fine-tune this policy.safetensors, not a new pre-training (once per seed)")  # fmt: skip
+                    help="sim-to-real: fine-tune this policy.safetensors, no pre-training (once per seed)")  # fmt: skip
     ap.add_argument("--real-frames", type=int, default=None, help="sim-to-real: host-train fine-tune frames (200k)")
     ap.add_argument("--real-lr", type=float, default=5e-4, help="sim-to-real: the fine-tune's learning rate")
     ap.add_argument("--eval-seed", type=int, default=12345)

@@ -39,5 +39,5 @@ def require_extra(extra: str, needed_by: str) -> None:
 
 def require_env_extras(env: str, needed_by: str) -> None:
     """The extras an env needs: host-train trains real networks on scikit-learn's datasets."""
-    if env == "host-train":
+    if env in ("host-train", "host-train:paired"):
         require_extra("host-train", f"{needed_by} on host-train")

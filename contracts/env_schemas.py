@@ -5,7 +5,8 @@ What the learner and serving need to shape the network and check trajectories an
 - ``host-train`` / ``host-sim``: `host_schema` with the default number of seed slots and the size of
   the blueprint catalog (the host envs check that they match; see `producers/host_env.py`);
   ``host-sim:FILE`` is host-sim simulating with the parameters of a calibration file (`tamiyo calibrate`):
-  the same schema;
+  the same schema; ``host-train:paired`` is host-train whose training reward is the gain over a twin host
+  run by the `none` controller on the same task (producers/vec_host_train.py): the same schema;
 - ``gym:<id>``: one node with the observation vector, one readout head over the discrete actions
   (`gym_schema`).  Gymnasium is asked for the spaces (imported on demand: only gym envs need it).
 """
@@ -21,12 +22,16 @@ from tamiyo.contracts.host_schema import DEFAULT_NUM_BLUEPRINTS, DEFAULT_NUM_SLO
 HOST_ENVS = ("host-train", "host-sim")
 GYM_PREFIX = "gym:"
 SIM_PREFIX = "host-sim:"  # host-sim:FILE, with the SimParams of a calibration file
+PAIRED_HOST_TRAIN = "host-train:paired"  # host-train, rewarded by the gain over a `none` twin on the same task
 
 
 def host_env_base(env_name: str) -> str | None:
-    """``host-train`` / ``host-sim`` for a host env name (``host-sim:FILE`` included), else None."""
+    """``host-train`` / ``host-sim`` for a host env name (``host-sim:FILE``, ``host-train:paired`` included), else
+    None."""
     if env_name in HOST_ENVS:
         return env_name
+    if env_name == PAIRED_HOST_TRAIN:
+        return "host-train"
     return "host-sim" if calibration_path(env_name) is not None else None
 
 
@@ -84,4 +89,5 @@ def env_schema(env_name: str) -> GraphSchema:
         return host_schema(DEFAULT_NUM_SLOTS, DEFAULT_NUM_BLUEPRINTS)
     if env_name.startswith(GYM_PREFIX):
         return gym_schema(env_name, *gym_spaces(env_name))
-    raise ValueError(f"unknown env {env_name!r}; known: {', '.join(HOST_ENVS)}, host-sim:FILE, gym:<id>")
+    known = f"{', '.join(HOST_ENVS)}, {PAIRED_HOST_TRAIN}, host-sim:FILE, gym:<id>"
+    raise ValueError(f"unknown env {env_name!r}; known: {known}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tamiyo.contracts.env_schemas import HOST_ENVS, calibration_path, host_env_base
+from tamiyo.contracts.env_schemas import HOST_ENVS, PAIRED_HOST_TRAIN, calibration_path, host_env_base
 from tamiyo.producers.env_api import Env
 from tamiyo.producers.host_env import HostConfig
 from tamiyo.producers.vec_env import SyncVecEnv, VecEnv
@@ -45,18 +45,23 @@ def make_env(name: str, seed: int = 0, **kw: Any) -> Env:
         from tamiyo.producers.host_train import make_host_train
 
         return make_host_train(seed=seed, config=_host_config(kw))
+    if name == PAIRED_HOST_TRAIN:
+        raise ValueError(f"{PAIRED_HOST_TRAIN} is a training env of the learned controller's actors (make_vec_env); "
+                         "a controller is evaluated on host-train")  # fmt: skip
     if name.startswith("gym:"):
         from tamiyo.producers.gym_env import GymGraphEnv
 
         return GymGraphEnv(name, **kw)
-    raise ValueError(f"unknown env {name!r}; known: {', '.join(HOST_ENVS)}, host-sim:FILE, gym:<id>")
+    known = f"{', '.join(HOST_ENVS)}, {PAIRED_HOST_TRAIN}, host-sim:FILE, gym:<id>"
+    raise ValueError(f"unknown env {name!r}; known: {known}")
 
 
 def make_vec_env(name: str, seeds: Sequence[int], **kw: Any) -> VecEnv:
     """``len(seeds)`` envs of ``name`` stepped as one (env i's task stream from ``seeds[i]``, as `make_env`):
     host-sim as arrays (`VecHostSim`, bit-identical to its scalar envs), host-train with its host networks
     trained as one batch (`VecHostTrain`: the same tasks and lifecycle, each epoch as `TorchHost`'s to rounding),
-    the others through `SyncVecEnv`."""
+    ``host-train:paired`` as host-train rewarded by the gain over a `none` twin per env, the others through
+    `SyncVecEnv`."""
     if host_env_base(name) == "host-sim":
         from tamiyo.producers.vec_host_sim import VecHostSim
 
@@ -65,4 +70,8 @@ def make_vec_env(name: str, seeds: Sequence[int], **kw: Any) -> VecEnv:
         from tamiyo.producers.vec_host_train import VecHostTrain
 
         return VecHostTrain(len(seeds), seeds, config=_host_config(kw))
+    if name == PAIRED_HOST_TRAIN:
+        from tamiyo.producers.vec_host_train import VecHostTrain
+
+        return VecHostTrain(len(seeds), seeds, config=_host_config(kw), paired_baseline=True)
     return SyncVecEnv([make_env(name, seed=s, **kw) for s in seeds])

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from tamiyo.contracts.env_schemas import is_host_env
+from tamiyo.contracts.env_schemas import PAIRED_HOST_TRAIN, is_host_env
 from tamiyo.producers.controllers import Controller, make_controller
 from tamiyo.producers.envs import HOST_ENVS, make_env
 from tamiyo.producers.host_env import HostEnv
@@ -86,11 +86,14 @@ def evaluate(
     """Run ``controller`` for one episode on each of ``tasks`` tasks (held-out split by default).
 
     Task seeds are derived from ``seed``, so two calls with the same arguments give the same tasks.
+    ``host-train:paired`` (a training reward) is evaluated as host-train, on the return itself.
     """
     if tasks < 1:
         raise ValueError("tasks must be >= 1")
     if not is_host_env(env_name):
         raise ValueError(f"evaluate() runs the host envs {HOST_ENVS}, not {env_name!r}")
+    if env_name == PAIRED_HOST_TRAIN:
+        env_name = "host-train"
     ctrl = make_controller(controller, seed) if isinstance(controller, str) else controller
     env = make_env(env_name, seed=seed, split=split, **env_kw)
     assert isinstance(env, HostEnv)

@@ -19,9 +19,12 @@ import numpy as np
 import pytest
 import torch
 
+from tamiyo.contracts.env_schemas import env_schema
 from tamiyo.producers import host_train
 from tamiyo.producers.batched_hosts import BatchedHosts
 from tamiyo.producers.blueprints import CATALOG
+from tamiyo.producers.envs import make_env, make_vec_env
+from tamiyo.producers.evaluate import evaluate
 from tamiyo.producers.host_env import EpochStats, HostConfig
 from tamiyo.producers.host_train import TorchHost, make_host_train
 from tamiyo.producers.vec_env import SyncVecEnv
@@ -240,3 +243,51 @@ def test_a_masked_out_action_is_refused_before_any_env_applies_its_own() -> None
     assert [e.lr for e in vec.envs] == lrs  # env 0's LR step was not applied either
     assert vec.step(np.array([lr_up, [0, 0, 0]])).rewards.shape == (2,)
     assert vec.envs[0].lr == 2 * lrs[0]
+
+
+def test_paired_rewards_are_the_gain_over_a_none_twin_on_the_same_task() -> None:
+    """``host-train:paired``: the twin trains the env's task from the same weights and minibatch orders with no
+    seeds at the initial LR.  Under `none` (WAIT everywhere) env and twin are the same computation, so every
+    reward is exactly 0; under other actions the env sees what the unpaired env sees, its reward is the unpaired
+    one minus the twin's accuracy change, and that change is what the unpaired env gets under `none`."""
+    cfg, seeds = HostConfig(epoch_budget=4), [0, 1, 2]
+    n = len(seeds)
+    paired = make_vec_env("host-train:paired", seeds, epoch_budget=4)
+    assert isinstance(paired, VecHostTrain) and paired.paired_baseline and paired.hosts.num_hosts == 2 * n
+    none = VecHostTrain(n, seeds, cfg)
+    paired.reset(), none.reset()
+    wait = np.zeros((n, 3), dtype=np.int64)
+    for _ in range(cfg.epoch_budget + 1):  # into the next episode: the twins restart with their envs
+        got, want = paired.step(wait), none.step(wait)
+        assert np.array_equal(got.rewards, np.zeros(n))
+        assert [i["none_acc_gain"] for i in got.infos] == pytest.approx(want.rewards.tolist(), abs=1e-6)
+
+    paired, plain, none = make_vec_env("host-train:paired", seeds, epoch_budget=4), VecHostTrain(n, seeds, cfg), \
+        VecHostTrain(n, seeds, cfg)  # fmt: skip
+    got, want = paired.reset(), plain.reset()
+    none.reset()
+    rng = np.random.default_rng(3)
+    returns, baseline = np.zeros(n), np.zeros(n)
+    for _ in range(cfg.epoch_budget):
+        assert np.array_equal(got.action_masks, want.action_masks)
+        for name, x in want.graphs.node_features.items():
+            np.testing.assert_allclose(got.graphs.node_features[name], x, rtol=1e-5, atol=1e-6, err_msg=name)
+        actions = choose_actions(want.action_masks, rng)
+        r_got, r_want, r_none = paired.step(actions), plain.step(actions), none.step(wait)
+        gains = np.array([i["none_acc_gain"] for i in r_got.infos])
+        np.testing.assert_allclose(r_got.rewards, r_want.rewards - gains, atol=1e-6)
+        np.testing.assert_allclose(gains, r_none.rewards, atol=1e-6)
+        returns, baseline = returns + r_got.rewards, baseline + r_none.rewards
+        got, want = r_got.observation, r_want.observation
+    assert r_got.terminated.all()
+    # The episode's return telescopes to its own return minus the `none` run's on the same task.
+    final = np.array([i["val_acc"] - i["initial_acc"] - i["rent_total"] for i in r_want.infos])
+    np.testing.assert_allclose(returns, final - baseline, atol=1e-5)
+
+
+def test_paired_host_train_is_evaluated_on_host_train_and_is_no_scalar_env() -> None:
+    with pytest.raises(ValueError, match="training env of the learned controller"):
+        make_env("host-train:paired", seed=0)
+    got = evaluate("none", "host-train:paired", 1, 5)
+    assert got["per_task"] == evaluate("none", "host-train", 1, 5)["per_task"]
+    assert env_schema("host-train:paired") == env_schema("host-train")
