@@ -22,6 +22,7 @@ spec.loader.exec_module(lok)
 
 # The stub runs' "policies" are baseline controllers, so that the evaluations are real and cheap.
 POLICIES = {"/runs/sim/policy.safetensors": "random", "/runs/real/policy.safetensors": "heuristic"}
+SAMPLED = {"/runs/real/policy.safetensors": "none"}  # --sample: another controller, to tell the evaluations apart
 
 
 def stub_runs(monkeypatch) -> list:
@@ -32,9 +33,10 @@ def stub_runs(monkeypatch) -> list:
         stage = "sim" if proof == "impala-host-sim" else "real"
         return {"seed": seed, "wall_s": 1.0, "frames": budget_override, "policy": f"/runs/{stage}/policy.safetensors"}
 
-    def fake_evaluate(controller, tasks, seed, env="host-sim"):
+    def fake_evaluate(controller, tasks, seed, env="host-sim", sample=False):
         assert env == "host-train"
-        return evaluate(POLICIES.get(controller, controller), "host-sim", tasks, seed)
+        name = SAMPLED.get(controller) if sample else None
+        return evaluate(name or POLICIES.get(controller, controller), "host-sim", tasks, seed)
 
     def fake_tuned(tasks, seed):
         return evaluate(TunedController(train_epochs=2, blueprint="smallest"), "host-sim", tasks, seed)
@@ -65,7 +67,8 @@ def test_sim_to_real_fine_tunes_from_the_sim_policy_and_pairs_every_comparison(m
     real, sim = evaluate("heuristic", "host-sim", 6, 11), evaluate("random", "host-sim", 6, 11)
     none = evaluate("none", "host-sim", 6, 11)
     for name, (a, b) in {"sim_real_minus_none": (real, none), "sim_real_minus_sim_only": (real, sim),
-                         "sim_only_minus_none": (sim, none)}.items():  # fmt: skip
+                         "sim_only_minus_none": (sim, none),
+                         "sim_real_sampled_minus_sim_only_sampled": (none, sim)}.items():  # fmt: skip
         mean, lo, hi = paired_difference(a, b)
         assert ev[name]["mean"] == pytest.approx(mean) and ev[name]["ci95"] == pytest.approx([lo, hi])
         assert ev[name]["tasks"] == 6
