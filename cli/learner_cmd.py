@@ -126,6 +126,8 @@ def add_hyperparameter_arguments(p: argparse.ArgumentParser, presets: list[str])
     g.add_argument("--critic-warmup-frames", type=int, default=None,
                    help="IMPALA: frames first learned by the value head alone (fine-tuning; default 0)")  # fmt: skip
     g.add_argument("--vtrace-lambda", type=float, default=None, help="IMPALA: V-trace's lambda (default 1)")
+    g.add_argument("--init-sharpen", type=float, default=None, metavar="K",
+                   help="with --init-from: its logits times K, i.e. temperature 1/K (same greedy policy)")  # fmt: skip
 
 
 HYPERPARAMETER_FLAGS: dict[str, str] = {}  # dest -> option string, filled by add_hyperparameter_arguments
@@ -140,8 +142,16 @@ ALGORITHM_ONLY: dict[str, tuple[str, ...]] = {
 }
 
 
-def check_algorithm_flags(args: argparse.Namespace) -> None:
-    """A UserError for a hyperparameter flag that --algo does not use (PPO's with IMPALA, or the reverse)."""
+def check_learner_flags(args: argparse.Namespace) -> None:
+    """A UserError for a hyperparameter flag that --algo does not use (PPO's with IMPALA, or the reverse), or
+    --init-sharpen without --init-from."""
+    if getattr(args, "init_sharpen", None) is not None:
+        from tamiyo.cli.user_errors import UserError
+
+        if not args.init_from:
+            raise UserError("--init-sharpen sharpens the --init-from policy; give --init-from too")
+        if not args.init_sharpen > 0:
+            raise UserError(f"--init-sharpen must be > 0, not {args.init_sharpen}")
     for algo, dests in ALGORITHM_ONLY.items():
         given = [HYPERPARAMETER_FLAGS[d] for d in dests if getattr(args, d, None) is not None]
         if given and args.algo != algo:
@@ -220,7 +230,7 @@ def hyperparameters_from_args(args: argparse.Namespace) -> tuple[ModelConfig, PP
 def config_from_args(args: argparse.Namespace) -> LearnerConfig:
     from tamiyo.learner.core import LearnerConfig
 
-    check_algorithm_flags(args)
+    check_learner_flags(args)
     model, ppo, impala = hyperparameters_from_args(args)
     return LearnerConfig(
         algo=args.algo,
@@ -233,6 +243,7 @@ def config_from_args(args: argparse.Namespace) -> LearnerConfig:
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
         init_from=args.init_from,
+        init_sharpen=1.0 if args.init_sharpen is None else args.init_sharpen,
         max_updates=args.max_updates,
         max_seconds=args.max_seconds,
         stop_when_idle_s=args.stop_when_idle

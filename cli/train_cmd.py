@@ -122,9 +122,9 @@ def config_file_defaults(args: argparse.Namespace, parser: argparse.ArgumentPars
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """TrainConfig: explicit flags, then the preset's pipeline shape for --algo, then the defaults."""
-    from tamiyo.cli.learner_cmd import check_algorithm_flags, hyperparameter_argv
+    from tamiyo.cli.learner_cmd import check_learner_flags, hyperparameter_argv
 
-    check_algorithm_flags(args)
+    check_learner_flags(args)
     d = TrainConfig()
     shape = preset_shape(args.preset, args.algo) if args.preset else {}
 

@@ -79,6 +79,7 @@ class LearnerConfig:
     checkpoint_every: int = 50
     resume: bool = False
     init_from: str | None = None  # a policy.safetensors (with policy.json beside it)
+    init_sharpen: float = 1.0  # the init_from policy's logits times this (TamiyoGNN.sharpen) before training
     max_updates: int | None = None
     max_seconds: float | None = None
     # Stop after this long without a batch (once one arrived): re-running a recorded stream offline.
@@ -143,7 +144,8 @@ class LearnerCore:
             log.info("resuming from %s at update %s", checkpoint_dir, counters.get("updates"))
         elif config.init_from:
             model, _ = read_policy_file(config.init_from, config.device)
-            log.info("initialised from %s", config.init_from)
+            model.sharpen(config.init_sharpen)
+            log.info("initialised from %s (logits x %g)", config.init_from, config.init_sharpen)
         else:
             model = TamiyoGNN(self.schema, config.model)
         if model.schema != self.schema:

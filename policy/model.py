@@ -167,6 +167,21 @@ class TamiyoGNN(nn.Module):
         z_value = z if self.value_torso is None else self.value_torso(graph)[1]
         return PolicyOutput(logits=logits, value=self.value_trunk(z_value).squeeze(-1))
 
+    @torch.no_grad()
+    def sharpen(self, factor: float) -> None:
+        """Multiply every action head's logits by ``factor`` (> 0), in place: the policy at temperature
+        1 / ``factor``.  Its greedy choices stay the same; with ``factor`` > 1 its samples come closer to them.
+
+        Every logit is the output of a head's last linear layer, so scaling that layer's weight and bias scales
+        the logit exactly; masks and the conditional walk of the factored distribution act on the logits."""
+        if not factor > 0:
+            raise ValueError(f"the sharpening factor must be > 0, got {factor}")
+        for head in self.heads.values():
+            last = head if isinstance(head, nn.Linear) else cast(nn.Sequential, head)[-1]
+            assert isinstance(last, nn.Linear)
+            last.weight.mul_(factor)
+            last.bias.mul_(factor)
+
     @staticmethod
     def _pointer(head: nn.Module, nodes: torch.Tensor, ctx: torch.Tensor, size: int) -> torch.Tensor:
         """Scores [G, size] of a pointer head: ``head(cat([node, ctx of its graph]))`` for every node.

@@ -86,7 +86,7 @@ def test_from_python_a_preset_gives_the_same_run_as_the_command_line():
 
 
 @pytest.mark.parametrize("command", ["train", "learner"])
-def test_a_flag_of_the_other_algorithm_is_refused_rather_than_ignored(command):
+def test_a_flag_of_the_other_algorithm_or_without_its_policy_is_refused_rather_than_ignored(command):
     from tamiyo.cli import learner_cmd, train_cmd
     from tamiyo.cli.main import build_parser, parse
 
@@ -98,6 +98,15 @@ def test_a_flag_of_the_other_algorithm_is_refused_rather_than_ignored(command):
         to_config(parse(build_parser(), [*command, "--algo", "impala", "--ppo-epochs", "2", "--target-kl", "none"]))
     for algo, flag, value in (("impala", "--vtrace-lambda", "0.9"), ("ppo", "--gae-lambda", "0.9")):
         to_config(parse(build_parser(), [*command, "--algo", algo, flag, value]))  # its own flag: accepted
+    with pytest.raises(UserError, match=r"^--init-sharpen sharpens the --init-from policy; give --init-from too"):
+        to_config(parse(build_parser(), [*command, "--init-sharpen", "2"]))
+    with pytest.raises(UserError, match=r"^--init-sharpen must be > 0, not -2.0"):
+        to_config(parse(build_parser(), [*command, "--init-from", "p.safetensors", "--init-sharpen", "-2"]))
+    got = to_config(parse(build_parser(), [*command, "--init-from", "p.safetensors", "--init-sharpen", "2"]))
+    if command[0] == "learner":
+        assert got.init_sharpen == 2.0
+    else:  # tamiyo train hands it to its learner
+        assert got.learner_args[-2:] == ["--init-sharpen", "2.0"]
 
 
 def test_evaluate_gives_the_same_result_as_the_evaluation_it_wraps_and_refuses_what_it_cannot_run(tmp_path):

@@ -261,3 +261,22 @@ def test_a_restarted_learner_continues_after_the_published_versions_with_their_w
     # Only an older verified snapshot than the newest number: its weights, but not the newest number.
     late = _core(tmp_path / "c")
     assert "weights of version 2" in late.continue_after(5, published) and late.version == 6
+
+
+def test_init_from_a_policy_file_sharpened_starts_from_its_logits_times_k(tmp_path):
+    """--init-from with --init-sharpen K: the learner's first network is the file's with every logit times K."""
+    from tamiyo.policy.batching import collate
+    from tamiyo.policy.snapshot import encode_snapshot, write_snapshot
+
+    torch.manual_seed(1)
+    saved = TamiyoGNN(make_env(ENV).schema, ModelConfig(hidden=16))
+    path, _ = write_snapshot(encode_snapshot(saved, version=3), tmp_path / "init")
+    graphs = _unrolls(1)[0][0].graphs
+    graph = collate(graphs.select(np.arange(graphs.num_graphs)))
+    want = [3.0 * lg for lg in saved(graph).logits]
+    plain = _core(tmp_path / "a", init_from=str(path))
+    sharp = _core(tmp_path / "b", init_from=str(path), init_sharpen=3.0)
+    for got, base in zip(sharp.model(graph).logits, plain.model(graph).logits, strict=True):
+        torch.testing.assert_close(got, 3.0 * base, rtol=1e-5, atol=1e-6)
+    for got, w in zip(sharp.model(graph).logits, want, strict=True):
+        torch.testing.assert_close(got, w, rtol=1e-5, atol=1e-6)

@@ -48,3 +48,32 @@ def test_pointer_heads_equal_the_concatenated_definition_values_and_gradients(co
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_sharpening_multiplies_every_logit_and_keeps_the_greedy_actions():
+    """``sharpen(k)``: every head's logits times k (the value untouched); under the joint masks the greedy
+    actions are the same and the sampling distribution is softmax(k * logits) head by head, so its entropy
+    falls with k > 1.  A factor <= 0 is refused."""
+    from tamiyo.policy.distribution import MaskedFactoredCategorical
+
+    torch.manual_seed(0)
+    model = TamiyoGNN(env_schema("host-sim"), ModelConfig(hidden=16, layers=("sage",)))
+    for p in model.parameters():  # heads initialised at gain 0.01 give near-uniform logits: spread them
+        p.data.add_(0.3 * torch.randn_like(p))
+    unrolls = host_sim_unrolls(4, length=5)
+    graphs = PackedGraphs.concat([u.graphs.select(np.arange(len(u.actions))) for u in unrolls])  # one per mask
+    graph = collate(graphs.select(np.arange(graphs.num_graphs)))
+    masks = torch.from_numpy(np.concatenate([u.action_masks for u in unrolls]))
+    before = model(graph)
+    model.sharpen(3.0)
+    after = model(graph)
+    for b, a in zip(before.logits, after.logits, strict=True):
+        torch.testing.assert_close(a, 3.0 * b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(after.value, before.value)
+    greedy = [MaskedFactoredCategorical(out.logits, masks).sample(deterministic=True) for out in (before, after)]
+    assert torch.equal(greedy[0][0], greedy[1][0])
+    entropy = [MaskedFactoredCategorical(out.logits, masks).evaluate(greedy[0][0])[1] for out in (before, after)]
+    assert bool((entropy[1] < entropy[0]).all())
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="must be > 0"):
+            model.sharpen(bad)
