@@ -120,7 +120,7 @@ def sim_to_real(seed: int, out: Path, bootstrap: str, args: argparse.Namespace) 
     headroom = pairs["tuned_minus_none"]["mean"]
     return {"seed": seed, "sim": {k: v for k, v in sim.items() if k != "curve"}, "real": real,
             "wall_s": round(sim["wall_s"] + real["wall_s"], 1),
-            "sim_env": args.sim_env,
+            "sim_env": None if sim.get("reused") else args.sim_env,  # a reused policy's pre-training is not known
             "eval": {"tasks": args.tasks, "seed": args.eval_seed, "env": "host-train",
                      **{k: summarize_eval(v) for k, v in evals.items()}, **pairs,
                      # the share of the tuned schedule's gain over `none` that the fine-tuned policy gets

@@ -15,7 +15,7 @@ from tamiyo.producers.actor_config import OVERFLOW_POLICIES, ActorConfig
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("actor", help="step environments with the behaviour policy; publish trajectories")
     d = ActorConfig()
-    p.add_argument("--env", default=d.env, help="host-sim | host-train | gym:<id> (e.g. gym:CartPole-v1)")
+    p.add_argument("--env", default=d.env, help="host-sim | host-train[:paired] | gym:<id> (e.g. gym:CartPole-v1)")
     p.add_argument("--num-envs", type=int, default=d.num_envs)
     p.add_argument("--unroll-length", type=int, default=d.unroll_length)
     p.add_argument("--actor-id", default=d.actor_id)
@@ -60,6 +60,8 @@ def _handle(args: argparse.Namespace) -> int:
     require_env_extras(args.env, "tamiyo actor")
     if (args.backlog_group is None) != (args.max_backlog is None):
         raise UserError("--backlog-group and --max-backlog go together")
+    if args.env == "host-train:paired" and args.controller != "policy":
+        raise UserError("host-train:paired trains the learned controller (--controller policy); baselines: host-train")
     trusted = trusted_from_args(args) if args.controller == "policy" else None  # baselines verify nothing
     config = ActorConfig(
         env=args.env,

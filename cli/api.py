@@ -120,7 +120,9 @@ def check_env(env: str, host_only: bool = False) -> None:
 
     if not is_host_env(env) and (host_only or not env.startswith("gym:")):
         known = (
-            "host-sim, host-sim:FILE or host-train" if host_only else "host-sim, host-sim:FILE, host-train or gym:<id>"
+            "host-sim, host-sim:FILE, host-train or host-train:paired"
+            if host_only
+            else "host-sim, host-sim:FILE, host-train, host-train:paired or gym:<id>"
         )
         raise UserError(f"env must be {known}, not {env!r}")
     path = calibration_path(env)
@@ -193,12 +195,12 @@ def evaluate(
         return run_evaluation(name, env, tasks, seed, split=split)
     if not Path(name).is_file():
         raise UserError(f"{name!r} is neither a baseline ({', '.join(BASELINE_CONTROLLERS)}) nor a policy file")
-    from tamiyo.producers.envs import make_env
+    from tamiyo.contracts.env_schemas import env_schema
     from tamiyo.producers.policy_controller import PolicyController
 
     policy = PolicyController.from_file(name, sample=sample)
     try:
-        policy.require_schema(make_env(env).schema)
+        policy.require_schema(env_schema(env))
     except ValueError as err:
         raise UserError(f"{name}: {err}") from None
     return run_evaluation(policy, env, tasks, seed, split=split)

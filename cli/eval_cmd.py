@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--controller", default="heuristic", help=f"{'|'.join(BASELINE_CONTROLLERS)} or a policy .safetensors"
     )
-    p.add_argument("--env", default="host-sim", help="host-sim (default), host-sim:FILE (calibrated) or host-train")
+    p.add_argument(
+        "--env", default="host-sim", help="host-sim (default), host-sim:FILE (calibrated), host-train[:paired]"
+    )
     p.add_argument("--tasks", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split", default="eval", help="task split (held-out tasks by default)")

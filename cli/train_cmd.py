@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE.toml",
         help="settings from a TOML file (keys: TrainConfig's fields, e.g. runs/<id>/config.toml); flags override it",
     )
-    p.add_argument("--env", default=d.env, help="host-sim | host-train | gym:<id>")
+    p.add_argument("--env", default=d.env, help="host-sim | host-sim:FILE | host-train | host-train:paired | gym:<id>")
     p.add_argument("--algo", choices=("impala", "ppo"), default=d.algo)
     shape = p.add_argument_group("pipeline shape (explicit flag > --preset > default)")
     shape.add_argument("--actors", type=int, default=None, help=f"actor processes (default {d.actors})")

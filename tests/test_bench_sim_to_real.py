@@ -89,7 +89,7 @@ def test_sim_to_real_can_fine_tune_the_policies_of_an_earlier_pre_training(monke
 
     extra = ["--init-from", "/old/s4/policy.safetensors", "--lr", "0.0003", "--x"]
     assert calls == [("sim-to-real", 4, 2.0, extra, 500)]
-    assert r["sim"]["reused"] and r["sim"]["policy"] == "/old/s4/policy.safetensors"
+    assert r["sim"]["reused"] and r["sim"]["policy"] == "/old/s4/policy.safetensors" and r["sim_env"] is None
     sim, none = evaluate("random", "host-sim", 6, 11), evaluate("none", "host-sim", 6, 11)
     _mean, lo, hi = paired_difference(sim, none)
     assert r["eval"]["sim_only_minus_none"]["ci95"] == pytest.approx([lo, hi])

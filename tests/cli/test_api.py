@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import tamiyo
 from tamiyo.cli.api import TrainError, check_config
@@ -49,7 +50,7 @@ def test_version(capsys):
     ("changes", "complaint"),
     [
         ({"algo": "sac"}, "algo must be impala or ppo"),
-        ({"env": "cartpole"}, "env must be host-sim, host-sim:FILE, host-train or gym:<id>"),
+        ({"env": "cartpole"}, "env must be host-sim, host-sim:FILE, host-train, host-train:paired or gym:<id>"),
         ({"actors": 0}, "actors must be at least 1"),
         ({"replay_mode": "lifo"}, "replay_mode must be"),
         ({"stop_at_target": True}, "stop_at_target needs target_return"),
@@ -98,6 +99,13 @@ def test_a_flag_of_the_other_algorithm_or_without_its_policy_is_refused_rather_t
         to_config(parse(build_parser(), [*command, "--algo", "impala", "--ppo-epochs", "2", "--target-kl", "none"]))
     for algo, flag, value in (("impala", "--vtrace-lambda", "0.9"), ("ppo", "--gae-lambda", "0.9")):
         to_config(parse(build_parser(), [*command, "--algo", algo, flag, value]))  # its own flag: accepted
+    for algo, dests in learner_cmd.ALGORITHM_ONLY.items():  # every listed flag exists and is refused
+        other = "ppo" if algo == "impala" else "impala"
+        for dest in dests:
+            flag = learner_cmd.HYPERPARAMETER_FLAGS[dest]
+            value = "none" if dest == "target_kl" else "true" if dest == "clip_vloss" else "1"
+            with pytest.raises(UserError, match=f"^{flag}: only --algo {algo} uses it"):
+                to_config(parse(build_parser(), [*command, "--algo", other, flag, value]))
     with pytest.raises(UserError, match=r"^--init-sharpen sharpens the --init-from policy; give --init-from too"):
         to_config(parse(build_parser(), [*command, "--init-sharpen", "2"]))
     with pytest.raises(UserError, match=r"^--init-sharpen must be > 0, not -2.0"):
@@ -118,10 +126,22 @@ def test_evaluate_gives_the_same_result_as_the_evaluation_it_wraps_and_refuses_w
         assert got[key] == want[key]
     with pytest.raises(UserError, match="neither a baseline"):
         tamiyo.evaluate(tmp_path / "missing.safetensors")
-    with pytest.raises(UserError, match="env must be host-sim, host-sim:FILE or host-train"):
+    with pytest.raises(UserError, match="env must be host-sim, host-sim:FILE, host-train or host-train:paired"):
         tamiyo.evaluate("heuristic", env="gym:CartPole-v1")
     with pytest.raises(UserError, match="at least 1"):
         tamiyo.evaluate("heuristic", tasks=0)
+
+
+def test_a_policy_trained_on_paired_host_train_is_evaluated_on_host_train(tmp_path):
+    from tamiyo.contracts.env_schemas import env_schema
+    from tamiyo.policy.model import ModelConfig, TamiyoGNN
+    from tamiyo.policy.snapshot import encode_snapshot, write_snapshot
+
+    torch.manual_seed(0)
+    path, _ = write_snapshot(encode_snapshot(TamiyoGNN(env_schema("host-train"), ModelConfig(hidden=8)), 1), tmp_path)
+    got = tamiyo.evaluate(path, env="host-train:paired", tasks=1, seed=2)
+    want = tamiyo.evaluate(path, env="host-train", tasks=1, seed=2)
+    assert got["env"] == "host-train" and got["per_task"] == want["per_task"]
 
 
 def test_eval_prints_json_to_a_program_and_a_short_table_to_a_person():
@@ -184,3 +204,18 @@ def test_secure_with_another_cluster_is_refused_before_anything_starts():
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("tamiyo train: error: secure runs on the local secure broker") and "--bootstrap" in line
+
+
+def test_a_baseline_actor_on_paired_host_train_is_refused_in_one_line():
+    done = subprocess.run(
+        [*TAMIYO, "actor", "--env", "host-train:paired", "--controller", "heuristic", "--bootstrap", "127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .endswith("host-train:paired trains the learned controller (--controller policy); baselines: host-train")
+    )
