@@ -9,6 +9,7 @@ from tamiyo.bus.clients import add_kafka_arguments, settings_from_args
 from tamiyo.cli.common import add_run_arguments, run_until_signalled, setup_logging, topics_from_args
 from tamiyo.cli.keys import add_trust_arguments, trusted_from_args
 from tamiyo.cli.tensorboard_sink import tensorboard_sink
+from tamiyo.contracts.env_schemas import PAIRED_HOST_TRAIN
 from tamiyo.producers.actor_config import OVERFLOW_POLICIES, ActorConfig
 
 
@@ -60,7 +61,7 @@ def _handle(args: argparse.Namespace) -> int:
     require_env_extras(args.env, "tamiyo actor")
     if (args.backlog_group is None) != (args.max_backlog is None):
         raise UserError("--backlog-group and --max-backlog go together")
-    if args.env == "host-train:paired" and args.controller != "policy":
+    if args.env == PAIRED_HOST_TRAIN and args.controller != "policy":
         raise UserError("host-train:paired trains the learned controller (--controller policy); baselines: host-train")
     trusted = trusted_from_args(args) if args.controller == "policy" else None  # baselines verify nothing
     config = ActorConfig(

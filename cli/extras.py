@@ -38,6 +38,8 @@ def require_extra(extra: str, needed_by: str) -> None:
 
 
 def require_env_extras(env: str, needed_by: str) -> None:
-    """The extras an env needs: host-train trains real networks on scikit-learn's datasets."""
-    if env in ("host-train", "host-train:paired"):
+    """The extras an env needs: host-train (paired too) trains real networks on scikit-learn's datasets."""
+    from tamiyo.contracts.env_schemas import host_env_base
+
+    if host_env_base(env) == "host-train":
         require_extra("host-train", f"{needed_by} on host-train")

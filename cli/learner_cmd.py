@@ -145,9 +145,9 @@ ALGORITHM_ONLY: dict[str, tuple[str, ...]] = {
 def check_learner_flags(args: argparse.Namespace) -> None:
     """A UserError for a hyperparameter flag that --algo does not use (PPO's with IMPALA, or the reverse), or
     --init-sharpen without --init-from."""
-    if getattr(args, "init_sharpen", None) is not None:
-        from tamiyo.cli.user_errors import UserError
+    from tamiyo.cli.user_errors import UserError
 
+    if getattr(args, "init_sharpen", None) is not None:
         if not args.init_from:
             raise UserError("--init-sharpen sharpens the --init-from policy; give --init-from too")
         if not args.init_sharpen > 0:
@@ -155,11 +155,9 @@ def check_learner_flags(args: argparse.Namespace) -> None:
     for algo, dests in ALGORITHM_ONLY.items():
         given = [HYPERPARAMETER_FLAGS[d] for d in dests if getattr(args, d, None) is not None]
         if given and args.algo != algo:
-            from tamiyo.cli.user_errors import UserError
-
-            raise UserError(f"{', '.join(given)}: only --algo {algo} uses {'them' if len(given) > 1 else 'it'}, "
-                            f"and this run is --algo {args.algo}; drop {'them' if len(given) > 1 else 'it'} "
-                            f"or change --algo")  # fmt: skip
+            them = "them" if len(given) > 1 else "it"
+            raise UserError(f"{', '.join(given)}: only --algo {algo} uses {them}, and this run is --algo {args.algo}; "
+                            f"drop {them} or change --algo")  # fmt: skip
 
 
 def hyperparameter_argv(args: argparse.Namespace) -> list[str]:

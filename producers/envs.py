@@ -66,12 +66,8 @@ def make_vec_env(name: str, seeds: Sequence[int], **kw: Any) -> VecEnv:
         from tamiyo.producers.vec_host_sim import VecHostSim
 
         return VecHostSim(len(seeds), seeds, config=_host_config(kw), params=_sim_params(name))
-    if name == "host-train":
+    if host_env_base(name) == "host-train":
         from tamiyo.producers.vec_host_train import VecHostTrain
 
-        return VecHostTrain(len(seeds), seeds, config=_host_config(kw))
-    if name == PAIRED_HOST_TRAIN:
-        from tamiyo.producers.vec_host_train import VecHostTrain
-
-        return VecHostTrain(len(seeds), seeds, config=_host_config(kw), paired_baseline=True)
+        return VecHostTrain(len(seeds), seeds, config=_host_config(kw), paired_baseline=name == PAIRED_HOST_TRAIN)
     return SyncVecEnv([make_env(name, seed=s, **kw) for s in seeds])

@@ -142,9 +142,9 @@ class VecHostTrain:
         n, twins = self.num_envs, [self.num_envs + i for i in envs] if self.paired_baseline else []
         for i, seed in zip(envs, seeds, strict=True):
             rng, task_seed = self.envs[i].task_rng(seed)
-            twin_rng = copy.deepcopy(rng)  # before the host draws from it: the twin draws the same
+            twin_rng = copy.deepcopy(rng) if self.paired_baseline else None  # before the host draws: the same draws
             drawn.append((task_seed, self.hosts.load_task(i, rng)))
-            if self.paired_baseline:
+            if twin_rng is not None:
                 self._twin_lr[i] = self.hosts.load_task(n + i, twin_rng).initial_lr
         stats = self.hosts.initial_stats(envs + twins)
         for i, (task_seed, shape), st in zip(envs, drawn, stats[: len(envs)], strict=True):
