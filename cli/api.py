@@ -138,6 +138,7 @@ def check_env(env: str, host_only: bool = False) -> None:
 def check_config(config: TrainConfig, kafka: KafkaSettings | None = None) -> None:
     """Refuse, with one line each, the settings that would only fail once the services are running."""
     from tamiyo.cli.common import PRESET_NAMES
+    from tamiyo.cli.learner_cmd import check_learner_args
 
     if config.algo not in ("impala", "ppo"):
         raise UserError(f"algo must be impala or ppo, not {config.algo!r}")
@@ -163,6 +164,7 @@ def check_config(config: TrainConfig, kafka: KafkaSettings | None = None) -> Non
         raise UserError("stop_at_target needs target_return (--stop-at-target needs --target-return)")
     if config.init_from is not None and not Path(config.init_from).is_file():
         raise UserError(f"init_from: no policy file {config.init_from}")
+    check_learner_args(config.learner_args, config.algo, config.init_from)
     if config.secure and kafka is not None:
         raise UserError(
             "secure runs on the local secure broker; for another cluster pass its security settings instead "

@@ -160,6 +160,21 @@ def check_learner_flags(args: argparse.Namespace) -> None:
                             f"drop {them} or change --algo")  # fmt: skip
 
 
+def check_learner_args(argv: list[str], algo: str, init_from: str | None) -> None:
+    """check_learner_flags for a run's learner_args (the Python API, config files), before any service starts;
+    the flags that are not hyperparameters are left to the learner."""
+    from tamiyo.cli.user_errors import UserError
+
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    add_hyperparameter_arguments(parser, list(PRESET_NAMES))
+    try:
+        args, _ = parser.parse_known_args(argv)
+    except argparse.ArgumentError as e:
+        raise UserError(f"learner_args: {e}") from None
+    args.algo, args.init_from = algo, init_from
+    check_learner_flags(args)
+
+
 def hyperparameter_argv(args: argparse.Namespace) -> list[str]:
     """The hyperparameter flags given explicitly (not None), as `tamiyo learner` arguments (--preset excluded)."""
     argv: list[str] = []

@@ -61,11 +61,22 @@ def test_version(capsys):
         ({"frames": 0}, "frames must be a positive finite number"),
         ({"eval_tasks": 0}, "eval_tasks must be at least 1 on a host env"),
         ({"max_restarts": -1}, "max_restarts must not be negative"),
+        ({"learner_args": ["--init-sharpen", "2"]}, "^--init-sharpen sharpens the --init-from policy"),
+        ({"algo": "ppo", "learner_args": ["--vtrace-lambda", "0.9"]}, "^--vtrace-lambda: only --algo impala"),
+        ({"learner_args": ["--lr", "fast"]}, "^learner_args: argument --lr: invalid"),
     ],
 )
 def test_settings_that_would_fail_inside_a_service_are_refused_before_anything_starts(changes, complaint):
     with pytest.raises(UserError, match=complaint):
         check_config(dataclasses.replace(tamiyo.TrainConfig(), **changes))
+
+
+def test_learner_args_of_the_runs_own_algorithm_and_policy_pass_the_check(tmp_path):
+    policy = tmp_path / "p.safetensors"
+    policy.write_bytes(b"")  # only its existence is checked here
+    for algo, args in (("impala", ["--vtrace-lambda", "0.9", "--device", "cpu"]), ("ppo", ["--gae-lambda", "0.9"])):
+        check_config(tamiyo.TrainConfig(algo=algo, learner_args=args))
+    check_config(tamiyo.TrainConfig(init_from=str(policy), learner_args=["--init-sharpen", "2"]))
 
 
 def test_secure_is_refused_with_another_cluster():
