@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from tamiyo.cli.common import PRESET_NAMES
 from tamiyo.cli.keys import add_signing_arguments
@@ -160,18 +160,32 @@ def check_learner_flags(args: argparse.Namespace) -> None:
                             f"drop {them} or change --algo")  # fmt: skip
 
 
+class _RefusingParser(argparse.ArgumentParser):
+    """Raises a UserError where argparse would print usage and exit (an ambiguous abbreviation, a bad value)."""
+
+    def error(self, message: str) -> NoReturn:
+        from tamiyo.cli.user_errors import UserError
+
+        raise UserError(f"learner_args: {message}")
+
+
 def check_learner_args(argv: list[str], algo: str, init_from: str | None) -> None:
-    """check_learner_flags for a run's learner_args (the Python API, config files), before any service starts;
-    the flags that are not hyperparameters are left to the learner."""
+    """check_learner_flags for a run's learner_args (the Python API, config files), before any service starts.
+
+    They come after the run's own --algo and --init-from on the learner's command line, so a later one there
+    wins, as it does in the learner.  The flags that are not hyperparameters are left to the learner."""
     from tamiyo.cli.user_errors import UserError
 
-    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    if not all(isinstance(a, str) for a in argv):
+        raise UserError(f"learner_args must be strings (command-line words), not {argv!r}")
+    parser = _RefusingParser(add_help=False, exit_on_error=False)
+    parser.add_argument("--algo", choices=("impala", "ppo"))
+    parser.add_argument("--init-from", default=None)
     add_hyperparameter_arguments(parser, list(PRESET_NAMES))
     try:
-        args, _ = parser.parse_known_args(argv)
+        args, _ = parser.parse_known_args(["--algo", algo, *(["--init-from", init_from] if init_from else []), *argv])
     except argparse.ArgumentError as e:
         raise UserError(f"learner_args: {e}") from None
-    args.algo, args.init_from = algo, init_from
     check_learner_flags(args)
 
 

@@ -64,6 +64,9 @@ def test_version(capsys):
         ({"learner_args": ["--init-sharpen", "2"]}, "^--init-sharpen sharpens the --init-from policy"),
         ({"algo": "ppo", "learner_args": ["--vtrace-lambda", "0.9"]}, "^--vtrace-lambda: only --algo impala"),
         ({"learner_args": ["--lr", "fast"]}, "^learner_args: argument --lr: invalid"),
+        ({"learner_args": ["--clip", "0.1"]}, "^learner_args: ambiguous option: --clip could match"),
+        ({"learner_args": ["--lr", 0.001]}, r"^learner_args must be strings \(command-line words\)"),
+        ({"learner_args": ["--algo", "ppo", "--vtrace-lambda", "0.9"]}, "^--vtrace-lambda: only --algo impala"),
     ],
 )
 def test_settings_that_would_fail_inside_a_service_are_refused_before_anything_starts(changes, complaint):
@@ -77,6 +80,9 @@ def test_learner_args_of_the_runs_own_algorithm_and_policy_pass_the_check(tmp_pa
     for algo, args in (("impala", ["--vtrace-lambda", "0.9", "--device", "cpu"]), ("ppo", ["--gae-lambda", "0.9"])):
         check_config(tamiyo.TrainConfig(algo=algo, learner_args=args))
     check_config(tamiyo.TrainConfig(init_from=str(policy), learner_args=["--init-sharpen", "2"]))
+    # A later --algo or --init-from in learner_args wins on the learner's command line, and here too.
+    check_config(tamiyo.TrainConfig(learner_args=["--init-from", str(policy), "--init-sharpen", "2"]))
+    check_config(tamiyo.TrainConfig(algo="impala", learner_args=["--algo", "ppo", "--gae-lambda", "0.9"]))
 
 
 def test_secure_is_refused_with_another_cluster():
