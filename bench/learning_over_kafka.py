@@ -3,7 +3,7 @@
     python bench/learning_over_kafka.py --proof ppo-cartpole --seeds 3      # 20-ep mean >= 450 within 200k frames
     python bench/learning_over_kafka.py --proof impala-cartpole --seeds 3   # >= 400 within 500k frames
     python bench/learning_over_kafka.py --proof impala-host-sim --seeds 5 --tasks 300  # beats heuristic (1.5M frames)
-    python bench/learning_over_kafka.py --proof sim-to-real --seeds 3   # host-sim, then host-train (~45 min a seed)
+    python bench/learning_over_kafka.py --proof sim-to-real --seeds 3   # host-sim, then host-train (~35-40 min a seed)
 
 Each run is the same `tamiyo train` command the slow tests run (tests/services/
 test_learning_over_kafka.py runs one fixed seed each with the CI budget).  The
@@ -40,9 +40,10 @@ import numpy as np
 TAMIYO = [sys.executable, "-m", "tamiyo.cli.main"]
 
 # The fine-tune recipe that met the sim-to-real proof on 3 of 3 seeds (README): the value head alone for the first
-# 50k frames (the host-sim values do not fit host-train's returns), no entropy bonus, 1M frames (~28 min here).
+# 50k frames (the host-sim values do not fit host-train's returns), no entropy bonus, 1M frames (22-28 min here).
 FINE_TUNE = ["--env", "host-train", "--algo", "impala", "--preset", "host-sim",
              "--critic-warmup-frames", "50000", "--entropy-coef", "0"]  # fmt: skip
+REAL_LR = 5e-4  # the fine-tune's learning rate (--real-lr); the preset's 2e-3 is for training from scratch
 
 # name -> (train arguments, target return, frame budget)
 PROOFS: dict[str, tuple[list[str], float | None, int | None]] = {
@@ -210,7 +211,7 @@ def main() -> None:
     ap.add_argument("--sim-policy", action="append", default=[],
                     help="sim-to-real: fine-tune this policy.safetensors, no pre-training (once per seed)")  # fmt: skip
     ap.add_argument("--real-frames", type=int, default=None, help="sim-to-real: host-train fine-tune frames (1M)")
-    ap.add_argument("--real-lr", type=float, default=5e-4, help="sim-to-real: the fine-tune's learning rate")
+    ap.add_argument("--real-lr", type=float, default=REAL_LR, help="sim-to-real: the fine-tune's learning rate")
     ap.add_argument("--eval-seed", type=int, default=12345)
     ap.add_argument("--bootstrap", default=None, help="an existing broker (default: start one)")
     ap.add_argument("--data-dir", default=None, help="local broker data dir (default: a temp dir)")

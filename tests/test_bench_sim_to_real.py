@@ -1,6 +1,6 @@
 """bench/learning_over_kafka.py --proof sim-to-real, its bookkeeping: the fine-tune starts from the host-sim
 run's policy, and every comparison is paired on the same held-out tasks.  The training runs are stubbed
-(the real ones take ~12 minutes a seed through Kafka) and the evaluations run on the surrogate, small."""
+(the real ones take ~35-40 minutes a seed through Kafka) and the evaluations run on the surrogate, small."""
 
 from __future__ import annotations
 
