@@ -12,7 +12,6 @@ and the env-frame count, over all actors, at which it first reached the target
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -24,24 +23,11 @@ import pytest
 
 from tamiyo.producers.evaluate import paired_difference
 
-ROOT = Path(__file__).resolve().parents[2]
-
 TAMIYO = [sys.executable, "-m", "tamiyo.cli.main"]
-# bench/learning_over_kafka.py: the sim-to-real recipe (FINE_TUNE, REAL_LR) is the bench's, one source for both.
-_spec = importlib.util.spec_from_file_location("learning_over_kafka", ROOT / "bench" / "learning_over_kafka.py")
-assert _spec is not None and _spec.loader is not None
-LOK = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(LOK)
 # host-sim: training frames, and held-out tasks for `tamiyo eval` (the same tasks for policy and heuristic).
-HOST_SIM_FRAMES = 1_500_000  # ~3.5 min through Kafka on 2 cores (212 s measured), every frame learned from
+HOST_SIM_FRAMES = 1_500_000  # ~3.5 min through Kafka on 2 cores (189-212 s measured), every frame learned from
 HOST_SIM_TASKS = 300
 HOST_SIM_EVAL_SEED = 12345
-# sim-to-real (issue 14): the host-sim run above is the pre-training; a short fine-tune on host-train (real host
-# MLPs) through Kafka from it, with the recipe of bench/learning_over_kafka.py --proof sim-to-real, then a paired
-# greedy evaluation on held-out host-train tasks.  The full proof (1M frames, heuristic too) is that bench's.
-SIM_TO_REAL_FRAMES = 150_000  # ~5.5 min on 2 cores (334 s measured); the first 50k train only the critic
-SIM_TO_REAL_TASKS = 100
-SIM_TO_REAL_EVAL_SEED = 2468
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -214,39 +200,32 @@ def test_impala_over_kafka_reaches_400_on_cartpole_within_500k_frames(kafka_brok
     assert lags and max(lags) > 0.5
 
 
-def _eval(controller: str, tasks: int, seed: int, env: str = "host-sim") -> dict:
+def _eval(controller: str, tasks: int, seed: int) -> dict:
     # One torch thread: on a 2-core machine the default two spin against the other processes (~6x slower).
     proc = subprocess.run(
-        [*TAMIYO, "eval", "--controller", controller, "--env", env, "--tasks", str(tasks), "--seed", str(seed)],
+        [*TAMIYO, "eval", "--controller", controller, "--env", "host-sim", "--tasks", str(tasks), "--seed", str(seed)],
         capture_output=True, text=True, timeout=400, env=os.environ | {"OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)
 
 
-@pytest.fixture(scope="module")
-def host_sim_run(kafka_broker, tmp_path_factory) -> tuple[dict, Path, float]:
-    """HOST_SIM_FRAMES of IMPALA through Kafka on host-sim (`--preset host-sim`): the host-sim proof's run, and
-    the pre-training of the sim-to-real test (trained once, ~3.5 min on 2 cores)."""
-    return _train(
-        kafka_broker.bootstrap, tmp_path_factory.mktemp("host-sim") / "runs", "lok-host-sim",
-        "--env", "host-sim", "--algo", "impala", "--preset", "host-sim", "--seed", "1",
-        "--frames", str(HOST_SIM_FRAMES), "--eval-tasks", "1",
-        timeout=1200,
-    )  # fmt: skip
-
-
 @pytest.mark.slow
 @pytest.mark.broker
 @pytest.mark.timeout(1500)  # ~3.5 min of training, then four 300-task evals; the suite's 600 s is too tight
-def test_impala_over_kafka_on_host_sim_beats_the_heuristic_on_held_out_tasks(host_sim_run):
+def test_impala_over_kafka_on_host_sim_beats_the_heuristic_on_held_out_tasks(kafka_broker, tmp_path):
     """Issue 6's host-sim proof: after HOST_SIM_FRAMES of IMPALA through Kafka (`--preset host-sim`), `tamiyo
     eval` of the final snapshot on 300 held-out tasks beats `heuristic`, `none` and `random` on the same tasks:
     each paired 95% interval of (policy - baseline) lies above 0.  The policy has to learn seed management
     (germinate, advance through blending, fossilize) for this: a policy that learns only learning-rate
     control ties `heuristic` (measured).  ~3.5 min of training on 2 cores.
     """
-    summary, run, wall = host_sim_run
+    summary, run, wall = _train(
+        kafka_broker.bootstrap, tmp_path / "runs", "lok-host-sim",
+        "--env", "host-sim", "--algo", "impala", "--preset", "host-sim", "--seed", "1",
+        "--frames", str(HOST_SIM_FRAMES), "--eval-tasks", "1",
+        timeout=1200,
+    )  # fmt: skip
     assert summary["rejected_batches"] == 0 and summary["updates"] > 0
     results = {name: _eval(name, HOST_SIM_TASKS, HOST_SIM_EVAL_SEED) for name in ("heuristic", "none", "random")}
     policy = _eval(str(run / "policy.safetensors"), HOST_SIM_TASKS, HOST_SIM_EVAL_SEED)
@@ -262,44 +241,3 @@ def test_impala_over_kafka_on_host_sim_beats_the_heuristic_on_held_out_tasks(hos
     assert lrs[0] > 1e-3 and lrs[-1] < 0.05 * lrs[0], (lrs[0], lrs[-1])  # the preset's decay over --frames
     for baseline in ("heuristic", "none", "random"):
         assert versus[baseline][1] > 0, (baseline, versus[baseline])
-
-
-@pytest.mark.slow
-@pytest.mark.broker
-@pytest.mark.timeout(2100)  # run alone it trains the host-sim policy first (~3.5 min), then ~7 min of its own
-def test_sim_to_real_fine_tune_over_kafka_beats_none_on_held_out_host_train_tasks(kafka_broker, host_sim_run,
-                                                                                   tmp_path):  # fmt: skip
-    """Issue 14's phased recipe, short: the host-sim policy fine-tuned through Kafka on host-train (real host
-    MLPs training on scikit-learn tasks) for SIM_TO_REAL_FRAMES with the bench's recipe (`FINE_TUNE`: critic
-    warm-up first, no entropy bonus), then greedy `tamiyo eval` on 100 held-out host-train tasks: on average it
-    beats `none` (no seeds, the initial LR) on the same tasks.
-
-    A policy that never acts scores exactly `none`'s return (random actions lose to it: 0.432 against 0.444
-    on 12 tasks, issue 14's first measurement), so a mean difference above 0 says the controller acts usefully
-    on real training.  Most of that comes from the pre-training: the fine-tune adds about +0.001 greedily
-    (README).  In the 9 recorded runs with the warm-up on plain host-train (V-trace λ = 1; 300k-1M frames,
-    100 other tasks; bench/results/learning_over_kafka_sim_to_real*.json) the mean was +0.007 to +0.019.  The
-    full proof (1M frames, paired 95% intervals above 0 against `heuristic` and `none`) is
-    bench/learning_over_kafka.py --proof sim-to-real, ~35-40 min per seed.
-    """
-    _, sim_run, _ = host_sim_run
-    sim_policy = sim_run / "policy.safetensors"
-    summary, run, wall = _train(
-        kafka_broker.bootstrap, tmp_path / "runs", "lok-sim-to-real", *LOK.FINE_TUNE, "--seed", "1",
-        "--frames", str(SIM_TO_REAL_FRAMES), "--eval-tasks", "1",
-        "--init-from", str(sim_policy), "--lr", str(LOK.REAL_LR),
-        timeout=900,
-    )  # fmt: skip
-    assert summary["rejected_batches"] == 0 and summary["frames"] >= SIM_TO_REAL_FRAMES
-    assert f"initialised from {sim_policy}" in (run / "logs" / "learner.log").read_text()
-    warmup = [m["critic_warmup"] for m in _learner_metrics(run) if "critic_warmup" in m]
-    assert warmup[0] == 1.0 and warmup[-1] == 0.0  # the critic alone first, then the actor too
-    policy = _eval(str(run / "policy.safetensors"), SIM_TO_REAL_TASKS, SIM_TO_REAL_EVAL_SEED, env="host-train")
-    none = _eval("none", SIM_TO_REAL_TASKS, SIM_TO_REAL_EVAL_SEED, env="host-train")
-    mean, lo, hi = paired_difference(policy, none)
-    print(json.dumps({
-        "wall_s": round(wall, 1), "updates": summary["updates"], "frames": summary["frames"],
-        "tasks": SIM_TO_REAL_TASKS, "mean_return": {"policy": policy["mean_return"], "none": none["mean_return"]},
-        "policy_minus_none": [mean, [lo, hi]],
-    }))  # fmt: skip
-    assert mean > 0, (mean, lo, hi)
