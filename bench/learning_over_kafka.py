@@ -39,8 +39,9 @@ import numpy as np
 
 TAMIYO = [sys.executable, "-m", "tamiyo.cli.main"]
 
-# The fine-tune recipe that met the sim-to-real proof on 3 of 3 seeds (README): the value head alone for the first
-# 50k frames (the host-sim values do not fit host-train's returns), no entropy bonus, 1M frames (22-28 min here).
+# The fine-tune recipe that met the sim-to-real proof on 3 of 3 seeds on its 100 tasks, not on 300 fresh ones
+# (README): the value head alone for the first 50k frames (the host-sim values do not fit host-train's returns),
+# no entropy bonus, 1M frames (22-28 min here).
 FINE_TUNE = ["--env", "host-train", "--algo", "impala", "--preset", "host-sim",
              "--critic-warmup-frames", "50000", "--entropy-coef", "0"]  # fmt: skip
 REAL_LR = 5e-4  # the fine-tune's learning rate (--real-lr); the preset's 2e-3 is for training from scratch

@@ -161,7 +161,7 @@ def check_learner_flags(args: argparse.Namespace) -> None:
 
 
 class _RefusingParser(argparse.ArgumentParser):
-    """Raises a UserError where argparse would print usage and exit (an ambiguous abbreviation, a bad value)."""
+    """Raises a UserError where argparse would print usage and exit (every parse error goes through error())."""
 
     def error(self, message: str) -> NoReturn:
         from tamiyo.cli.user_errors import UserError
@@ -178,14 +178,11 @@ def check_learner_args(argv: list[str], algo: str, init_from: str | None) -> Non
 
     if not all(isinstance(a, str) for a in argv):
         raise UserError(f"learner_args must be strings (command-line words), not {argv!r}")
-    parser = _RefusingParser(add_help=False, exit_on_error=False)
+    parser = _RefusingParser(add_help=False)
     parser.add_argument("--algo", choices=("impala", "ppo"))
     parser.add_argument("--init-from", default=None)
     add_hyperparameter_arguments(parser, list(PRESET_NAMES))
-    try:
-        args, _ = parser.parse_known_args(["--algo", algo, *(["--init-from", init_from] if init_from else []), *argv])
-    except argparse.ArgumentError as e:
-        raise UserError(f"learner_args: {e}") from None
+    args, _ = parser.parse_known_args(["--algo", algo, *(["--init-from", init_from] if init_from else []), *argv])
     check_learner_flags(args)
 
 
